@@ -1,0 +1,731 @@
+//! The `qstore` command line: parses arguments, calls the `qstore` library, formats the
+//! result for people (or JSON with `--json`), and maps errors to exit codes. No storage logic
+//! lives here.
+
+mod demo;
+mod output;
+mod sparse_json;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use output::{Out, human_bytes, progress_bar};
+use qstore::repo::PutOptions;
+use qstore::state::npy;
+use qstore::{
+    ArrayInfo, CommitOptions, DiffEntry, EncodingChoice, Error, ErrorCategory, KindRequest,
+    RepoConfig, Repository, StateEntry,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Exit codes, one per kind of failure.
+mod exit {
+    pub const OTHER: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const NOT_FOUND: i32 = 3;
+    pub const CONFLICT: i32 = 4;
+    pub const CORRUPT: i32 = 5;
+    pub const INVALID_INPUT: i32 = 6;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "qstore",
+    version,
+    about = "A versioned, deduplicated, compressed store of quantum states"
+)]
+struct Cli {
+    /// Repository: a path, file:///abs/path or memory://name.
+    #[arg(long, global = true, env = "QSTORE_REPO")]
+    repo: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a repository (at PATH, or at --repo / QSTORE_REPO).
+    Init {
+        path: Option<String>,
+        /// Chunk size in bytes (a power of two).
+        #[arg(long, default_value_t = 1 << 20)]
+        chunk_size: u64,
+    },
+    /// Store a state from a .npy file (dense) or a .json file (sparse) and commit it.
+    Put(PutArgs),
+    /// Read a state into a .npy file (dense) or a .json file (sparse).
+    Get {
+        path: String,
+        /// Output file: .npy (dense) or .json (sparse basis -> amplitude).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Branch, tag or commit id.
+        #[arg(long = "ref", default_value = "main")]
+        reference: String,
+        /// Only elements START:STOP of the dense form (written as a 1-D .npy).
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// List states.
+    Ls {
+        prefix: Option<String>,
+        #[arg(long = "ref", default_value = "main")]
+        reference: String,
+    },
+    /// Show the commits of a branch, newest first.
+    Log {
+        #[arg(long = "ref", default_value = "main")]
+        reference: String,
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Describe a state; --top K and --marginal Q,Q stream its probabilities.
+    Show {
+        path: String,
+        #[arg(long = "ref", default_value = "main")]
+        reference: String,
+        /// Print the K most probable basis states.
+        #[arg(long)]
+        top: Option<usize>,
+        /// Print the marginal distribution of these qubits (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        marginal: Vec<u32>,
+    },
+    /// Delete states or directories and commit.
+    Rm {
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
+    /// List branches, or create one: `branch NAME FROM`; delete with -d.
+    Branch {
+        name: Option<String>,
+        #[arg(default_value = "main")]
+        from: String,
+        #[arg(short = 'd', long)]
+        delete: bool,
+    },
+    /// List tags, or create one: `tag NAME TARGET`; delete with -d.
+    Tag {
+        name: Option<String>,
+        #[arg(default_value = "main")]
+        target: String,
+        #[arg(short = 'd', long)]
+        delete: bool,
+    },
+    /// Compare two refs: paths added, removed, changed (chunks changed, fidelity).
+    Diff { a: String, b: String },
+    /// Logical and stored sizes, dedup and compression ratios, object and file counts.
+    Stats,
+    /// Write a realistic workload into a fresh local repository and report what it cost.
+    Demo {
+        /// Directory of the demo repository (replaced if it holds an earlier demo).
+        #[arg(long, default_value = "qstore-demo")]
+        dir: PathBuf,
+        /// Qubits of the state vectors (2^n complex128 amplitudes each).
+        #[arg(long, default_value_t = 22)]
+        qubits: u32,
+    },
+    /// Commit COUNT small states, printing each commit id once it is durable (used by the
+    /// crash tests).
+    #[command(hide = true)]
+    CommitLoop {
+        prefix: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        #[arg(long, default_value = "main")]
+        branch: String,
+    },
+}
+
+#[derive(Args)]
+struct CommitArgs {
+    /// Branch to commit to.
+    #[arg(long, default_value = "main")]
+    branch: String,
+    /// Commit message.
+    #[arg(short = 'm', long, default_value = "")]
+    message: String,
+    /// Commit author (default: $USER).
+    #[arg(long)]
+    author: Option<String>,
+    /// Commit metadata KEY=VALUE (repeatable).
+    #[arg(long = "meta", value_parser = parse_kv)]
+    meta: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Auto,
+    Statevector,
+    DensityMatrix,
+    Array,
+}
+
+#[derive(Args)]
+struct PutArgs {
+    /// Where the state goes, e.g. qft24/step_0100.
+    path: String,
+    /// Input: .npy (dense array) or .json (sparse state).
+    file: PathBuf,
+    /// What the array is; `auto` accepts only state vectors and density matrices.
+    #[arg(long, value_enum, default_value = "auto")]
+    kind: KindArg,
+    /// State tag KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_parser = parse_kv)]
+    tags: Vec<(String, String)>,
+    /// Store dense even where sparse or Hermitian would be smaller.
+    #[arg(long)]
+    dense: bool,
+    #[command(flatten)]
+    commit: CommitArgs,
+}
+
+fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let json = cli.json;
+    if let Err(e) = run(cli) {
+        let code = exit_code(&e);
+        if json {
+            println!("{}", json!({"error": format!("{e:#}"), "exit_code": code}));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+        std::process::exit(code);
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        return exit::USAGE;
+    }
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Error>())
+        .map(Error::category)
+    {
+        Some(ErrorCategory::NotFound) => exit::NOT_FOUND,
+        Some(ErrorCategory::Conflict) => exit::CONFLICT,
+        Some(ErrorCategory::Corrupt) => exit::CORRUPT,
+        Some(ErrorCategory::InvalidInput) => exit::INVALID_INPUT,
+        _ => exit::OTHER,
+    }
+}
+
+/// A command line that makes no sense (exit code 2, like clap's own usage errors).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn repo_address(cli_repo: &Option<String>) -> Result<String> {
+    cli_repo.clone().ok_or_else(|| {
+        anyhow::Error::new(UsageError(
+            "no repository given: pass --repo PATH or set QSTORE_REPO".into(),
+        ))
+    })
+}
+
+fn open(cli_repo: &Option<String>) -> Result<Repository> {
+    Ok(Repository::open(&repo_address(cli_repo)?)?)
+}
+
+fn commit_options(c: &CommitArgs) -> CommitOptions {
+    CommitOptions {
+        message: c.message.clone(),
+        author: c
+            .author
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into()),
+        metadata: c.meta.iter().cloned().collect(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let out = Out { json: cli.json };
+    match cli.cmd {
+        Cmd::Init { path, chunk_size } => {
+            let address = match path {
+                Some(p) => p,
+                None => repo_address(&cli.repo)?,
+            };
+            let config = RepoConfig {
+                chunk_size,
+                ..RepoConfig::default()
+            };
+            let repo = Repository::init(&address, config)?;
+            let head = repo.branch_head("main")?;
+            out.emit(
+                json!({"repository": address, "branch": "main", "commit": head.to_hex(), "chunk_size": chunk_size}),
+                || format!("initialized qstore repository at {address} (branch main, chunk size {})", human_bytes(chunk_size as u128)),
+            );
+        }
+        Cmd::Put(args) => put(&open(&cli.repo)?, args, &out)?,
+        Cmd::Get {
+            path,
+            output,
+            reference,
+            range,
+        } => get(
+            &open(&cli.repo)?,
+            &path,
+            &output,
+            &reference,
+            range.as_deref(),
+            &out,
+        )?,
+        Cmd::Ls { prefix, reference } => {
+            let repo = open(&cli.repo)?;
+            let commit = repo.resolve(&reference)?;
+            let states = repo.list_states(&commit, prefix.as_deref())?;
+            if out.json {
+                let v: Vec<_> = states
+                    .iter()
+                    .map(|(p, e)| output::entry_json(p, e))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (p, e) in &states {
+                    println!(
+                        "{:<40} {:<15} {:<10} {:<9} {:>10}",
+                        p,
+                        e.kind.name(),
+                        e.dtype.name(),
+                        e.encoding.name(),
+                        human_bytes(e.dense_bytes())
+                    );
+                }
+            }
+        }
+        Cmd::Log { reference, limit } => {
+            let repo = open(&cli.repo)?;
+            let log = repo.log(&reference, limit)?;
+            if out.json {
+                let v: Vec<_> = log
+                    .iter()
+                    .map(|(id, c)| {
+                        json!({"id": id.to_hex(), "parents": c.parents.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+                               "message": c.message, "author": c.author, "time_ms": c.time_ms, "metadata": c.metadata})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (id, c) in &log {
+                    println!("commit {}", id.to_hex());
+                    println!("Author: {}", c.author);
+                    println!("Date:   {}", output::format_time(c.time_ms));
+                    for (k, v) in &c.metadata {
+                        println!("Meta:   {k}={v}");
+                    }
+                    println!("\n    {}\n", c.message);
+                }
+            }
+        }
+        Cmd::Show {
+            path,
+            reference,
+            top,
+            marginal,
+        } => show(&open(&cli.repo)?, &path, &reference, top, &marginal, &out)?,
+        Cmd::Rm { paths, commit } => {
+            let repo = open(&cli.repo)?;
+            let mut tx = repo.transaction(&commit.branch)?;
+            for p in &paths {
+                tx.delete(p)?;
+            }
+            let id = tx.commit(commit_options(&commit))?;
+            out.emit(json!({"commit": id.to_hex(), "deleted": paths}), || {
+                format!("deleted {} path(s) in commit {}", paths.len(), id.short())
+            });
+        }
+        Cmd::Branch { name, from, delete } => {
+            let repo = open(&cli.repo)?;
+            refs_command(&repo, name, &from, delete, true, &out)?
+        }
+        Cmd::Tag {
+            name,
+            target,
+            delete,
+        } => {
+            let repo = open(&cli.repo)?;
+            refs_command(&repo, name, &target, delete, false, &out)?
+        }
+        Cmd::Diff { a, b } => {
+            let repo = open(&cli.repo)?;
+            let d = repo.diff(&a, &b)?;
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else if d.is_empty() {
+                println!("no differences");
+            } else {
+                for e in &d {
+                    match e {
+                        DiffEntry::Added { path } => println!("A  {path}"),
+                        DiffEntry::Removed { path } => println!("D  {path}"),
+                        DiffEntry::Changed {
+                            path,
+                            chunks_changed,
+                            chunks_total,
+                            fidelity,
+                            tags_only,
+                        } => {
+                            let f = fidelity
+                                .map(|f| format!("{f:.12}"))
+                                .unwrap_or_else(|| "n/a".into());
+                            let t = if *tags_only { " (tags only)" } else { "" };
+                            println!(
+                                "M  {path}  chunks changed {chunks_changed}/{chunks_total}  fidelity {f}{t}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Cmd::Stats => {
+            let repo = open(&cli.repo)?;
+            let s = repo.stats()?;
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                output::print_stats(&s);
+            }
+        }
+        Cmd::Demo { dir, qubits } => demo::run(&dir, qubits, &out)?,
+        Cmd::CommitLoop {
+            prefix,
+            count,
+            branch,
+        } => {
+            let repo = open(&cli.repo)?;
+            let stdout = std::io::stdout();
+            for i in 0..count {
+                let mut tx = repo.transaction(&branch)?;
+                let path = format!("{prefix}/s{i:06}");
+                let amp: Vec<f64> = vec![i as f64, 1.0, 0.5, -(i as f64)];
+                tx.put(
+                    &path,
+                    &ArrayInfo {
+                        dtype: qstore::DType::Complex128,
+                        shape: vec![2],
+                    },
+                    bytemuck::cast_slice(&amp),
+                    &PutOptions::default(),
+                )?;
+                let id = tx.commit(CommitOptions {
+                    message: format!("loop {i}"),
+                    ..Default::default()
+                })?;
+                let mut l = stdout.lock();
+                writeln!(l, "committed {} {path}", id.to_hex())?;
+                l.flush()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn refs_command(
+    repo: &Repository,
+    name: Option<String>,
+    target: &str,
+    delete: bool,
+    branch: bool,
+    out: &Out,
+) -> Result<()> {
+    let what = if branch { "branch" } else { "tag" };
+    match name {
+        None => {
+            let refs: Vec<_> = repo
+                .refs()?
+                .into_iter()
+                .filter(|(r, _)| matches!(r, qstore::RefName::Branch(_)) == branch)
+                .collect();
+            if out.json {
+                let v: BTreeMap<_, _> = refs
+                    .iter()
+                    .map(|(r, id)| (r.name().to_string(), id.to_hex()))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (r, id) in refs {
+                    println!("{:<24} {}", r.name(), id.short());
+                }
+            }
+        }
+        Some(n) if delete => {
+            let r = if branch {
+                qstore::RefName::branch(&n)?
+            } else {
+                qstore::RefName::tag(&n)?
+            };
+            repo.delete_ref(&r)?;
+            out.emit(json!({"deleted": n, "kind": what}), || {
+                format!("deleted {what} {n}")
+            });
+        }
+        Some(n) => {
+            let id = if branch {
+                repo.create_branch(&n, target)?
+            } else {
+                repo.create_tag(&n, target)?
+            };
+            out.emit(json!({what: n, "commit": id.to_hex()}), || {
+                format!("created {what} {n} at {}", id.short())
+            });
+        }
+    }
+    Ok(())
+}
+
+fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
+    let kind = match args.kind {
+        KindArg::Auto => KindRequest::Auto,
+        KindArg::Statevector => KindRequest::StateVector,
+        KindArg::DensityMatrix => KindRequest::DensityMatrix,
+        KindArg::Array => KindRequest::Array,
+    };
+    let mut opts = PutOptions {
+        kind,
+        encoding: if args.dense {
+            EncodingChoice::Dense
+        } else {
+            EncodingChoice::Auto
+        },
+        tags: args.tags.iter().cloned().collect(),
+        progress: None,
+    };
+    let mut tx = repo.transaction(&args.commit.branch)?;
+    let is_json = args.file.extension().is_some_and(|e| e == "json");
+    let started = std::time::Instant::now();
+    let (entry, logical): (StateEntry, u128) = if is_json {
+        let sparse = sparse_json::read(&args.file)?;
+        let e = tx.put_sparse(&args.path, &sparse.as_input(), &opts)?;
+        let l = e.dense_bytes();
+        (e, l)
+    } else {
+        let (info, src) = npy::open(&args.file)?;
+        let total = info.byte_len().unwrap_or(0);
+        let bar = progress_bar(total, "put");
+        if let Some(b) = bar.clone() {
+            opts.progress = Some(Arc::new(move |n| b.set_position(n)));
+        }
+        let e = tx.put_source(&args.path, &info, &src, &opts)?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        (e, total as u128)
+    };
+    let stats = tx.stats();
+    let id = tx.commit(commit_options(&args.commit))?;
+    let secs = started.elapsed().as_secs_f64();
+    out.emit(
+        json!({"commit": id.to_hex(), "path": args.path, "state": output::entry_json(&args.path, &entry),
+               "stats": stats, "seconds": secs}),
+        || {
+            format!(
+                "stored {} ({} {} {}, {}) in commit {}\n  chunks: {} total, {} new, {} deduplicated, {} zero; {} written",
+                args.path,
+                entry.kind.name(),
+                entry.dtype.name(),
+                entry.encoding.name(),
+                human_bytes(logical),
+                id.short(),
+                stats.chunks,
+                stats.new_chunks,
+                stats.dedup_chunks,
+                stats.zero_chunks,
+                human_bytes(stats.new_stored_bytes as u128)
+            )
+        },
+    );
+    Ok(())
+}
+
+fn parse_range(r: &str) -> Result<(u64, u64)> {
+    let (a, b) = r.split_once(':').ok_or_else(|| {
+        anyhow::Error::new(UsageError(format!("--range expects START:STOP, got {r:?}")))
+    })?;
+    let a: u64 = a
+        .parse()
+        .map_err(|_| anyhow::Error::new(UsageError(format!("bad range start {a:?}"))))?;
+    let b: u64 = b
+        .parse()
+        .map_err(|_| anyhow::Error::new(UsageError(format!("bad range stop {b:?}"))))?;
+    Ok((a, b))
+}
+
+fn get(
+    repo: &Repository,
+    path: &str,
+    output: &Path,
+    reference: &str,
+    range: Option<&str>,
+    out: &Out,
+) -> Result<()> {
+    let mut reader = repo.reader(reference, path)?;
+    let entry = reader.entry().clone();
+    let tmp = output.with_extension("qstore-partial");
+    let write_result = (|| -> Result<u128> {
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = BufWriter::with_capacity(8 << 20, file);
+        let written = if output.extension().is_some_and(|e| e == "json") {
+            if range.is_some() {
+                return Err(anyhow::Error::new(UsageError(
+                    "--range writes .npy output only".into(),
+                )));
+            }
+            let (idx, vals) = reader.read_sparse()?;
+            sparse_json::write(&mut w, &entry, &idx, &vals)?;
+            idx.len() as u128
+        } else if let Some(r) = range {
+            let (a, b) = parse_range(r)?;
+            let item = entry.dtype.item_size() as u64;
+            let mut buf = vec![0u8; (b.saturating_sub(a) * item) as usize];
+            reader.read_elements(a, b, &mut buf)?;
+            w.write_all(&npy::encode_header(&ArrayInfo {
+                dtype: entry.dtype,
+                shape: vec![b - a],
+            }))?;
+            w.write_all(&buf)?;
+            buf.len() as u128
+        } else {
+            reader.check_materialise()?;
+            w.write_all(&npy::encode_header(&ArrayInfo {
+                dtype: entry.dtype,
+                shape: entry.shape.clone(),
+            }))?;
+            let total = entry.dense_bytes();
+            let bar = progress_bar(total as u64, "get");
+            reader.write_dense_to(&mut w, &|n| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            })?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            total
+        };
+        let f = w
+            .into_inner()
+            .map_err(|e| anyhow!("writing {}: {}", tmp.display(), e.error()))?;
+        f.sync_data()?;
+        Ok(written)
+    })();
+    match write_result {
+        Ok(n) => {
+            std::fs::rename(&tmp, output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            out.emit(
+                json!({"path": path, "output": output, "bytes_or_entries": n.to_string()}),
+                || format!("wrote {path} to {}", output.display()),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn show(
+    repo: &Repository,
+    path: &str,
+    reference: &str,
+    top: Option<usize>,
+    marginal: &[u32],
+    out: &Out,
+) -> Result<()> {
+    let mut reader = repo.reader(reference, path)?;
+    let entry = reader.entry().clone();
+    let top_k = top.map(|k| reader.top_k(k)).transpose()?;
+    let marg = if marginal.is_empty() {
+        None
+    } else {
+        Some(reader.marginals(marginal)?)
+    };
+    let n = entry.qubits().unwrap_or(0) as usize;
+    let bits = |i: u64| format!("{:0width$b}", i, width = n.max(1));
+    if out.json {
+        let mut v = output::entry_json(path, &entry);
+        v["chunks"] = json!(reader.manifest().chunks.len());
+        if let Some(t) = &top_k {
+            v["top"] = json!(
+                t.iter()
+                    .map(|(i, p)| json!({"index": i, "bits": bits(*i), "probability": p}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        if let Some(m) = &marg {
+            v["marginal"] = json!({"qubits": marginal, "probabilities": m});
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("path:      {path}");
+    println!("kind:      {}", entry.kind.name());
+    if let Some(q) = entry.qubits() {
+        println!("qubits:    {q}");
+    }
+    println!("dtype:     {}", entry.dtype.name());
+    println!("shape:     {:?}", entry.shape);
+    println!(
+        "encoding:  {}{}",
+        entry.encoding.name(),
+        if entry.nnz > 0 {
+            format!(" ({} non-zero)", entry.nnz)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "size:      {} dense, {} encoded in {} chunks",
+        human_bytes(entry.dense_bytes()),
+        human_bytes(entry.stream_len as u128),
+        reader.manifest().chunks.len()
+    );
+    let norm_label = if entry.kind == qstore::StateKind::DensityMatrix {
+        "trace"
+    } else {
+        "norm^2"
+    };
+    println!("{norm_label:<10} {:.15}", entry.norm);
+    for (k, v) in &entry.tags {
+        println!("tag:       {k}={v}");
+    }
+    if let Some(t) = top_k {
+        println!("top {}:", t.len());
+        for (i, p) in t {
+            println!("  |{}>  (index {i})  p = {p:.12}", bits(i));
+        }
+    }
+    if let Some(m) = marg {
+        println!("marginal of qubits {marginal:?}:");
+        for (i, p) in m.iter().enumerate() {
+            println!("  {:0width$b}  p = {p:.12}", i, width = marginal.len());
+        }
+    }
+    Ok(())
+}

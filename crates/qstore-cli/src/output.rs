@@ -1,0 +1,156 @@
+//! Rendering for people and scripts: [`Out`] prints JSON or text, plus byte sizes, times,
+//! progress bars (only on a terminal) and the `stats` table.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use qstore::{RepoStats, StateEntry};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+
+/// Where a command's result goes: JSON (`--json`) or text.
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// Print `value` as JSON, or the text `text` builds.
+    pub fn emit(&self, value: Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+/// `1.50 GiB`, `12.0 MiB`, `512 B`.
+pub fn human_bytes(b: u128) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// A byte progress bar on stderr for long work (64 MiB or more), only on a terminal.
+pub fn progress_bar(total: u64, label: &str) -> Option<ProgressBar> {
+    if total < (64 << 20) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::new(total);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_message(label.to_string());
+    Some(b)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A state entry as JSON.
+pub fn entry_json(path: &str, e: &StateEntry) -> Value {
+    json!({
+        "path": path,
+        "kind": e.kind.name(),
+        "qubits": e.qubits(),
+        "dtype": e.dtype.name(),
+        "shape": e.shape,
+        "encoding": e.encoding.name(),
+        "nnz": e.nnz,
+        "dense_bytes": e.dense_bytes().to_string(),
+        "stream_bytes": e.stream_len,
+        "norm": e.norm,
+        "manifest": e.manifest.to_hex(),
+        "tags": e.tags,
+    })
+}
+
+/// The `stats` table.
+pub fn print_stats(s: &RepoStats) {
+    println!(
+        "refs:               {} branches, {} tags",
+        s.branches, s.tags
+    );
+    println!("commits:            {}", s.commits);
+    println!("state versions:     {}", s.state_versions);
+    println!("logical bytes:      {}", human_bytes(s.logical_bytes));
+    println!(
+        "encoded bytes:      {}  (zero chunks elided, sparse/hermitian applied)",
+        human_bytes(s.encoded_bytes as u128)
+    );
+    println!(
+        "unique chunk bytes: {}  (dedup ratio {:.2}x)",
+        human_bytes(s.unique_chunk_bytes as u128),
+        s.dedup_ratio
+    );
+    println!(
+        "stored chunk bytes: {}  (compression ratio {:.2}x)",
+        human_bytes(s.stored_chunk_bytes as u128),
+        s.compression_ratio
+    );
+    println!(
+        "pack bytes:         {}  in {} packs  (overall {:.2}x)",
+        human_bytes(s.pack_bytes as u128),
+        s.packs,
+        s.overall_ratio
+    );
+    println!(
+        "objects:            {} ({} chunks)",
+        s.objects, s.chunk_objects
+    );
+    if let Some(f) = s.files {
+        println!("files on disk:      {f}");
+    }
+    if s.damaged_packs > 0 {
+        println!(
+            "damaged packs:      {} (indexes rebuilt by scanning; run fsck)",
+            s.damaged_packs
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_sizes() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 09:46:40 UTC");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.00 MiB");
+    }
+}

@@ -1,0 +1,454 @@
+//! [`StateReader`]: reads one stored state: its byte stream (chunks decoded in parallel
+//! straight into the caller's buffer, verified by hash), any range of elements in dense
+//! order whatever the encoding, the whole dense form (refused with
+//! [`Error::TooLargeToMaterialise`] beyond the limit), its sparse form, and streaming
+//! analyses (norm, top-k, marginals, fidelity) that hold one chunk at a time.
+
+use super::Repository;
+use crate::error::{Error, Result};
+use crate::format::manifest::Manifest;
+use crate::format::tree::StateEntry;
+use crate::state::analysis::{Marginals, Overlap, TopK};
+use crate::state::dtype::{Encoding, StateKind};
+use crate::state::hermitian::{mirror, upper_offset};
+use crate::state::input::all_zero;
+use rayon::prelude::*;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Bytes a block-wise read holds at once.
+const BLOCK_BYTES: u64 = 64 << 20;
+
+/// Reads one state.
+pub struct StateReader {
+    repo: Repository,
+    path: String,
+    entry: StateEntry,
+    manifest: Arc<Manifest>,
+    cached: Option<(usize, Vec<u8>)>,
+}
+
+impl StateReader {
+    /// A reader for `entry`, stored at `path`.
+    pub fn new(repo: Repository, path: &str, entry: StateEntry) -> Result<Self> {
+        let manifest = repo
+            .manifest(&entry.manifest)
+            .map_err(|e| e.at_path(path))?;
+        if manifest.stream_len != entry.stream_len {
+            return Err(Error::corrupt(
+                format!("manifest {}", entry.manifest.short()),
+                "its length does not match the state entry",
+            )
+            .at_path(path));
+        }
+        Ok(StateReader {
+            repo,
+            path: path.to_string(),
+            entry,
+            manifest: Arc::new(manifest),
+            cached: None,
+        })
+    }
+
+    /// The state's entry (kind, dtype, shape, encoding, tags...).
+    pub fn entry(&self) -> &StateEntry {
+        &self.entry
+    }
+
+    /// The state's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn chunk(&mut self, i: usize) -> Result<&[u8]> {
+        if self.cached.as_ref().is_none_or(|(c, _)| *c != i) {
+            let mut buf = vec![0u8; self.manifest.chunk_len(i) as usize];
+            self.repo
+                .read_chunk(&self.manifest.chunks[i], &mut buf)
+                .map_err(|e| e.at_path(&self.path))?;
+            self.cached = Some((i, buf));
+        }
+        Ok(&self.cached.as_ref().expect("just filled").1)
+    }
+
+    /// Fill `out` with the encoded stream bytes at `offset`. Whole chunks are decoded in
+    /// parallel directly into `out`.
+    pub fn read_stream(&mut self, offset: u64, out: &mut [u8]) -> Result<()> {
+        let end = offset
+            .checked_add(out.len() as u64)
+            .filter(|&e| e <= self.manifest.stream_len)
+            .ok_or_else(|| Error::InvalidArgument("read past the end of the state".into()))?;
+        let cs = self.manifest.chunk_size;
+        let mut whole: Vec<(usize, &mut [u8])> = Vec::new();
+        let mut rest = out;
+        let mut pos = offset;
+        while pos < end {
+            let i = (pos / cs) as usize;
+            let cstart = i as u64 * cs;
+            let clen = self.manifest.chunk_len(i);
+            let take = ((cstart + clen).min(end) - pos) as usize;
+            let (head, tail) = rest.split_at_mut(take);
+            if pos == cstart && take as u64 == clen {
+                whole.push((i, head));
+            } else {
+                let from = (pos - cstart) as usize;
+                let c = self.chunk(i)?;
+                head.copy_from_slice(&c[from..from + take]);
+            }
+            rest = tail;
+            pos += take as u64;
+        }
+        let repo = &self.repo;
+        let chunks = &self.manifest.chunks;
+        whole
+            .into_par_iter()
+            .try_for_each(|(i, buf)| repo.read_chunk(&chunks[i], buf))
+            .map_err(|e| e.at_path(&self.path))
+    }
+
+    fn read_u64(&mut self, offset: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_stream(offset, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn corrupt_stream(&self, detail: String) -> Error {
+        Error::corrupt(
+            format!("sparse stream of manifest {}", self.entry.manifest.short()),
+            detail,
+        )
+        .at_path(&self.path)
+    }
+
+    /// Index of sparse entry `k`, checked against the dimension.
+    fn sparse_index(&mut self, k: u64) -> Result<u64> {
+        let i = self.read_u64(k * 8)?;
+        if i >= self.entry.elements() {
+            return Err(self.corrupt_stream(format!("basis index {i} out of range")));
+        }
+        Ok(i)
+    }
+
+    /// Fill `out` with elements `start..stop` of the dense form (C order), whatever the
+    /// encoding.
+    pub fn read_elements(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
+        let item = self.entry.dtype.item_size() as u64;
+        if start > stop || stop > self.entry.elements() {
+            return Err(Error::InvalidArgument(format!(
+                "element range {start}..{stop} is outside 0..{}",
+                self.entry.elements()
+            )));
+        }
+        if out.len() as u64 != (stop - start) * item {
+            return Err(Error::InvalidArgument(
+                "output buffer has the wrong length".into(),
+            ));
+        }
+        match self.entry.encoding {
+            Encoding::Dense => self.read_stream(start * item, out),
+            Encoding::Sparse => self.read_sparse_range(start, stop, out),
+            Encoding::Hermitian => self.read_hermitian_range(start, stop, out),
+        }
+    }
+
+    fn read_sparse_range(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
+        out.fill(0);
+        let item = self.entry.dtype.item_size() as u64;
+        let nnz = self.entry.nnz;
+        let (mut lo, mut hi) = (0u64, nnz);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.sparse_index(mid)? < start {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut prev: Option<u64> = None;
+        let mut k = lo;
+        while k < nnz {
+            let i = self.sparse_index(k)?;
+            if prev.is_some_and(|p| i <= p) {
+                return Err(self.corrupt_stream(format!("indices not increasing at {i}")));
+            }
+            prev = Some(i);
+            if i >= stop {
+                break;
+            }
+            let o = ((i - start) * item) as usize;
+            self.read_stream(nnz * 8 + k * item, &mut out[o..o + item as usize])?;
+            k += 1;
+        }
+        Ok(())
+    }
+
+    fn read_hermitian_range(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
+        if start == stop {
+            return Ok(());
+        }
+        let dtype = self.entry.dtype;
+        let item = dtype.item_size() as u64;
+        let n = self.entry.shape[0];
+        let row = n * item;
+        let r_first = start / n;
+        let r_end = (stop - 1) / n + 1;
+        let block = (BLOCK_BYTES / row).max(1);
+        let mut b0 = r_first;
+        while b0 < r_end {
+            let b1 = (b0 + block).min(r_end);
+            let mut buf = vec![0u8; ((b1 - b0) * row) as usize];
+            let mut piece = vec![0u8; ((b1 - b0) * item) as usize];
+            for j in 0..b1 {
+                if j >= b0 {
+                    let at = ((j - b0) * row + j * item) as usize;
+                    let len = ((n - j) * item) as usize;
+                    self.read_stream(upper_offset(n, j, j) * item, &mut buf[at..at + len])?;
+                }
+                let c_start = b0.max(j + 1);
+                if c_start >= b1 {
+                    continue;
+                }
+                let count = (b1 - c_start) as usize;
+                let src: &[u8] = if j >= b0 {
+                    let at = ((j - b0) * row + c_start * item) as usize;
+                    piece[..count * item as usize]
+                        .copy_from_slice(&buf[at..at + count * item as usize]);
+                    &piece[..count * item as usize]
+                } else {
+                    self.read_stream(
+                        upper_offset(n, j, c_start) * item,
+                        &mut piece[..count * item as usize],
+                    )?;
+                    &piece[..count * item as usize]
+                };
+                for k in 0..count {
+                    let c = c_start + k as u64;
+                    let at = ((c - b0) * row + j * item) as usize;
+                    mirror(
+                        dtype,
+                        &src[k * item as usize..(k + 1) * item as usize],
+                        &mut buf[at..at + item as usize],
+                    );
+                }
+            }
+            // Copy the part of this block that lies in start..stop.
+            let blk_start = b0 * n;
+            let blk_stop = b1 * n;
+            let s = start.max(blk_start);
+            let e = stop.min(blk_stop);
+            let dst = ((s - start) * item) as usize;
+            let src = ((s - blk_start) * item) as usize;
+            let len = ((e - s) * item) as usize;
+            out[dst..dst + len].copy_from_slice(&buf[src..src + len]);
+            b0 = b1;
+        }
+        Ok(())
+    }
+
+    /// Refuse when the dense form exceeds the repository's materialise limit.
+    pub fn check_materialise(&self) -> Result<u64> {
+        let bytes = self.entry.dense_bytes();
+        let limit = self.repo.materialise_limit();
+        if bytes > limit as u128 || bytes > isize::MAX as u128 {
+            return Err(Error::TooLargeToMaterialise {
+                path: Some(self.path.clone()),
+                bytes,
+                limit,
+            });
+        }
+        Ok(bytes as u64)
+    }
+
+    /// The whole dense form in memory.
+    pub fn read_all(&mut self) -> Result<Vec<u8>> {
+        let bytes = self.check_materialise()?;
+        let mut out = vec![0u8; bytes as usize];
+        self.read_elements(0, self.entry.elements(), &mut out)?;
+        Ok(out)
+    }
+
+    /// Stream the dense form to `w` in blocks; `progress` gets the bytes written so far.
+    pub fn write_dense_to(&mut self, w: &mut dyn Write, progress: &dyn Fn(u64)) -> Result<()> {
+        self.check_materialise()?;
+        let item = self.entry.dtype.item_size() as u64;
+        let total = self.entry.elements();
+        let per_block = (BLOCK_BYTES / item).max(1);
+        let mut buf = Vec::new();
+        let mut s = 0;
+        while s < total {
+            let e = (s + per_block).min(total);
+            buf.resize(((e - s) * item) as usize, 0);
+            self.read_elements(s, e, &mut buf)?;
+            w.write_all(&buf).map_err(|e| Error::io("output", e))?;
+            s = e;
+            progress(s * item);
+        }
+        Ok(())
+    }
+
+    /// The sparse form: sorted basis indices of the non-zero elements and their values.
+    /// A sparse-encoded state is returned as stored; a dense one is scanned (within the
+    /// materialise limit).
+    pub fn read_sparse(&mut self) -> Result<(Vec<u64>, Vec<u8>)> {
+        let item = self.entry.dtype.item_size();
+        if self.entry.encoding == Encoding::Sparse {
+            let nnz = self.entry.nnz;
+            let mut stream = vec![0u8; self.entry.stream_len as usize];
+            self.read_stream(0, &mut stream)?;
+            return crate::state::sparse::decode(&stream, nnz, item, self.entry.elements())
+                .map_err(|d| self.corrupt_stream(d));
+        }
+        self.check_materialise()?;
+        let (mut idx, mut vals) = (Vec::new(), Vec::new());
+        self.visit_blocks(&mut |start, block| {
+            for (k, e) in block.chunks_exact(item).enumerate() {
+                if !all_zero(e) {
+                    idx.push(start + k as u64);
+                    vals.extend_from_slice(e);
+                }
+            }
+        })?;
+        Ok((idx, vals))
+    }
+
+    /// Visit the dense form in blocks: `f(first_element_index, bytes)`.
+    fn visit_blocks(&mut self, f: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
+        let item = self.entry.dtype.item_size() as u64;
+        let total = self.entry.elements();
+        let per_block = (self.manifest.chunk_size / item).max(1) * 4;
+        let mut buf = Vec::new();
+        let mut s = 0;
+        while s < total {
+            let e = (s + per_block).min(total);
+            buf.resize(((e - s) * item) as usize, 0);
+            self.read_elements(s, e, &mut buf)?;
+            f(s, &buf);
+            s = e;
+        }
+        Ok(())
+    }
+
+    fn require_state(&self) -> Result<()> {
+        if self.entry.kind == StateKind::Array {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is a generic array; probabilities are defined for state vectors and density matrices",
+                self.path
+            )));
+        }
+        Ok(())
+    }
+
+    /// Visit the probability of every basis state that may be non-zero: |a_i|^2 of a state
+    /// vector (only the stored entries of a sparse one), the diagonal of a density matrix.
+    pub fn visit_probabilities(&mut self, f: &mut dyn FnMut(u64, f64)) -> Result<()> {
+        self.require_state()?;
+        let dtype = self.entry.dtype;
+        let item = dtype.item_size() as u64;
+        match (self.entry.kind, self.entry.encoding) {
+            (StateKind::StateVector, Encoding::Sparse) => {
+                let nnz = self.entry.nnz;
+                let mut v = vec![0u8; item as usize];
+                for k in 0..nnz {
+                    let i = self.sparse_index(k)?;
+                    self.read_stream(nnz * 8 + k * item, &mut v)?;
+                    let [re, im] = dtype.amplitude(&v, 0);
+                    f(i, re * re + im * im);
+                }
+                Ok(())
+            }
+            (StateKind::StateVector, _) => self.visit_blocks(&mut |start, b| {
+                for k in 0..b.len() / item as usize {
+                    let [re, im] = dtype.amplitude(b, k);
+                    f(start + k as u64, re * re + im * im);
+                }
+            }),
+            (_, enc) => {
+                let n = self.entry.shape[0];
+                let mut v = vec![0u8; item as usize];
+                for i in 0..n {
+                    let off = match enc {
+                        Encoding::Hermitian => upper_offset(n, i, i),
+                        _ => i * n + i,
+                    };
+                    self.read_stream(off * item, &mut v)?;
+                    f(i, dtype.amplitude(&v, 0)[0]);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The `k` most probable basis states, most probable first.
+    pub fn top_k(&mut self, k: usize) -> Result<Vec<(u64, f64)>> {
+        let mut t = TopK::new(k)?;
+        self.visit_probabilities(&mut |i, p| t.push(i, p))?;
+        Ok(t.into_sorted())
+    }
+
+    /// Marginal distribution of `qubits` (see [`Marginals`]).
+    pub fn marginals(&mut self, qubits: &[u32]) -> Result<Vec<f64>> {
+        self.require_state()?;
+        let n = self.entry.qubits().unwrap_or(0);
+        let mut m = Marginals::new(qubits, n)?;
+        self.visit_probabilities(&mut |i, p| m.add(i, p))?;
+        Ok(m.into_probs())
+    }
+
+    /// Squared norm (state vector) or trace (density matrix), recomputed from the data.
+    pub fn norm(&mut self) -> Result<f64> {
+        let mut s = 0.0;
+        self.visit_probabilities(&mut |_, p| s += p)?;
+        Ok(s)
+    }
+
+    /// Fidelity between two states of the same kind and shape: `|<a|b>|^2 / (<a|a><b|b>)`
+    /// for state vectors, `|Tr(a^dagger b)| / (||a|| ||b||)` for density matrices (which is
+    /// `|<a|b>|^2` for pure states). `None` for arrays or mismatched shapes.
+    pub fn fidelity(a: &mut StateReader, b: &mut StateReader) -> Result<Option<f64>> {
+        if a.entry.kind != b.entry.kind
+            || a.entry.shape != b.entry.shape
+            || a.entry.kind == StateKind::Array
+        {
+            return Ok(None);
+        }
+        let (da, db) = (a.entry.dtype, b.entry.dtype);
+        let mut o = Overlap::default();
+        if a.entry.kind == StateKind::StateVector
+            && (a.entry.encoding == Encoding::Sparse || b.entry.encoding == Encoding::Sparse)
+        {
+            // Sum over the stored entries of the sparse side only.
+            let swap = a.entry.encoding != Encoding::Sparse;
+            let (s, d) = if swap { (b, a) } else { (a, b) };
+            let (idx, vals) = s.read_sparse()?;
+            let (ds, dd) = (s.entry.dtype, d.entry.dtype);
+            let mut v = vec![0u8; dd.item_size()];
+            for (k, &i) in idx.iter().enumerate() {
+                d.read_elements(i, i + 1, &mut v)?;
+                let (x, y) = (ds.amplitude(&vals, k), dd.amplitude(&v, 0));
+                if swap { o.add(y, x) } else { o.add(x, y) }
+            }
+            o.norm_a = if swap { d.entry.norm } else { s.entry.norm };
+            o.norm_b = if swap { s.entry.norm } else { d.entry.norm };
+            return Ok(Some(o.fidelity()));
+        }
+        let total = a.entry.elements();
+        let per = 1u64 << 16;
+        let (mut ba, mut bb) = (Vec::new(), Vec::new());
+        let mut s = 0;
+        while s < total {
+            let e = (s + per).min(total);
+            ba.resize(((e - s) as usize) * da.item_size(), 0);
+            bb.resize(((e - s) as usize) * db.item_size(), 0);
+            a.read_elements(s, e, &mut ba)?;
+            b.read_elements(s, e, &mut bb)?;
+            for k in 0..(e - s) as usize {
+                o.add(da.amplitude(&ba, k), db.amplitude(&bb, k));
+            }
+            s = e;
+        }
+        Ok(Some(match a.entry.kind {
+            StateKind::DensityMatrix => o.fidelity().sqrt(),
+            _ => o.fidelity(),
+        }))
+    }
+}

@@ -1,0 +1,300 @@
+//! [`Transaction`]: puts and deletes of many paths, made visible together by one commit.
+//!
+//! The commit protocol lives here, in [`Transaction::commit`], and nowhere else:
+//! 1. every new object (chunks, manifests, trees, the commit) is appended to this
+//!    transaction's own pack files, which are made durable (fsync, rename, fsync directory);
+//! 2. then the branch ref is moved by compare-and-swap from the commit the transaction was
+//!    based on to the new commit; the swap is durable before `commit` returns.
+//!
+//! If the branch moved meanwhile, the changes of the commits in between are compared with
+//! ours: disjoint paths are rebased onto the new head and retried automatically; overlapping
+//! paths fail with [`Error::Conflict`]. A crash at any point leaves at most unreferenced
+//! objects, never a ref to something missing.
+
+use super::Repository;
+use super::diff::diff_trees;
+use super::ingest::{PutOptions, ingest_dense, ingest_sparse};
+use super::writer::{ObjectWriter, PutStats};
+use crate::error::{Error, Result};
+use crate::format::commit::Commit;
+use crate::format::tree::{Node, StateEntry, Tree};
+use crate::id::ObjectId;
+use crate::path::{RefName, StatePath};
+use crate::refs::CasOutcome;
+use crate::state::input::{ArrayInfo, DenseSource, SliceSource};
+use crate::state::sparse::SparseInput;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Message, author and metadata of a commit.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOptions {
+    pub message: String,
+    pub author: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+const MAX_ATTEMPTS: u32 = 10_000;
+
+/// A set of changes to one branch, committed atomically.
+pub struct Transaction {
+    repo: Repository,
+    branch: RefName,
+    base: ObjectId,
+    changes: BTreeMap<StatePath, Option<StateEntry>>,
+    writer: ObjectWriter,
+    stats: PutStats,
+}
+
+impl Transaction {
+    pub(crate) fn begin(repo: Repository, branch: &str) -> Result<Self> {
+        let base = repo.branch_head(branch)?;
+        Ok(Transaction {
+            writer: ObjectWriter::new(repo.clone()),
+            repo,
+            branch: RefName::branch(branch)?,
+            base,
+            changes: BTreeMap::new(),
+            stats: PutStats::default(),
+        })
+    }
+
+    /// The commit this transaction started from.
+    pub fn base(&self) -> ObjectId {
+        self.base
+    }
+
+    /// Counters of every put so far.
+    pub fn stats(&self) -> PutStats {
+        self.stats
+    }
+
+    fn record(&mut self, path: StatePath, entry: StateEntry, stats: PutStats) -> StateEntry {
+        self.stats.add(&stats);
+        self.changes.insert(path, Some(entry.clone()));
+        entry
+    }
+
+    /// Store a dense array held in memory (C order, little-endian).
+    pub fn put(
+        &mut self,
+        path: &str,
+        info: &ArrayInfo,
+        data: &[u8],
+        opts: &PutOptions,
+    ) -> Result<StateEntry> {
+        self.put_source(path, info, &SliceSource(data), opts)
+    }
+
+    /// Store a dense array read from a source (a file region, a generator).
+    pub fn put_source(
+        &mut self,
+        path: &str,
+        info: &ArrayInfo,
+        src: &dyn DenseSource,
+        opts: &PutOptions,
+    ) -> Result<StateEntry> {
+        let p = StatePath::new(path)?;
+        let (entry, stats) =
+            ingest_dense(&mut self.writer, info, src, opts).map_err(|e| e.at_path(path))?;
+        Ok(self.record(p, entry, stats))
+    }
+
+    /// Store a sparse state vector (basis index -> amplitude).
+    pub fn put_sparse(
+        &mut self,
+        path: &str,
+        input: &SparseInput<'_>,
+        opts: &PutOptions,
+    ) -> Result<StateEntry> {
+        let p = StatePath::new(path)?;
+        let (entry, stats) =
+            ingest_sparse(&mut self.writer, input, opts).map_err(|e| e.at_path(path))?;
+        Ok(self.record(p, entry, stats))
+    }
+
+    /// Put the state at `from_path` of `from_spec` under `to_path` too, without copying data.
+    pub fn copy(&mut self, from_spec: &str, from_path: &str, to_path: &str) -> Result<StateEntry> {
+        let p = StatePath::new(to_path)?;
+        let (_, entry) = self.repo.state(from_spec, from_path)?;
+        Ok(self.record(p, entry, PutStats::default()))
+    }
+
+    /// Delete the state or directory at `path`.
+    pub fn delete(&mut self, path: &str) -> Result<()> {
+        let p = StatePath::new(path)?;
+        self.changes.retain(|q, _| !(q.overlaps(&p) && q != &p));
+        self.changes.insert(p, None);
+        Ok(())
+    }
+
+    /// Paths changed so far.
+    pub fn changed_paths(&self) -> Vec<String> {
+        self.changes.keys().map(|p| p.to_string()).collect()
+    }
+
+    /// Commit: make every object durable, then move the branch (rebasing over concurrent
+    /// commits to other paths). Returns the new commit id.
+    pub fn commit(mut self, opts: CommitOptions) -> Result<ObjectId> {
+        for (k, _) in &opts.metadata {
+            if k.is_empty() {
+                return Err(Error::InvalidArgument("empty metadata key".into()));
+            }
+        }
+        let mut base = self.base;
+        let mut backoff_us = 200u64;
+        for _ in 0..MAX_ATTEMPTS {
+            let base_commit = self.repo.commit(&base)?;
+            let tree = apply_changes(
+                &self.repo,
+                &mut self.writer,
+                &base_commit.tree,
+                &self.changes,
+            )?;
+            let commit = Commit {
+                parents: vec![base],
+                tree,
+                message: opts.message.clone(),
+                author: opts.author.clone(),
+                time_ms: Repository::now_ms(),
+                metadata: opts.metadata.clone(),
+            };
+            let id = self.writer.put_metadata(&commit)?;
+            self.writer.flush()?;
+            match self
+                .repo
+                .ref_store()
+                .compare_and_swap(&self.branch, Some(base), Some(id))?
+            {
+                CasOutcome::Swapped => return Ok(id),
+                CasOutcome::Mismatch { actual: None } => {
+                    return Err(Error::RefNotFound(self.branch.name().into()));
+                }
+                CasOutcome::Mismatch { actual: Some(head) } => {
+                    let head_commit = self.repo.commit(&head)?;
+                    let theirs = diff_trees(&self.repo, &base_commit.tree, &head_commit.tree)?;
+                    let overlap: Vec<String> = theirs
+                        .iter()
+                        .filter_map(|d| {
+                            let p = StatePath::new(&d.path).ok()?;
+                            self.changes
+                                .keys()
+                                .any(|q| q.overlaps(&p))
+                                .then(|| d.path.clone())
+                        })
+                        .collect();
+                    if !overlap.is_empty() {
+                        return Err(Error::Conflict {
+                            branch: self.branch.name().into(),
+                            theirs: head.short(),
+                            paths: overlap,
+                        });
+                    }
+                    base = head;
+                    let jitter = rand::random::<u64>() % backoff_us;
+                    std::thread::sleep(Duration::from_micros(jitter));
+                    backoff_us = (backoff_us * 2).min(50_000);
+                }
+            }
+        }
+        Err(Error::Conflict {
+            branch: self.branch.name().into(),
+            theirs: "many".into(),
+            paths: vec![format!("gave up after {MAX_ATTEMPTS} attempts")],
+        })
+    }
+}
+
+type Change<'a> = (Vec<&'a str>, &'a StatePath, Option<&'a StateEntry>);
+
+/// Build the tree that results from applying `changes` to tree `root`; returns its id.
+fn apply_changes(
+    repo: &Repository,
+    w: &mut ObjectWriter,
+    root: &ObjectId,
+    changes: &BTreeMap<StatePath, Option<StateEntry>>,
+) -> Result<ObjectId> {
+    let list: Vec<Change<'_>> = changes
+        .iter()
+        .map(|(p, e)| (p.segments().collect(), p, e.as_ref()))
+        .collect();
+    let refs: Vec<&Change<'_>> = list.iter().collect();
+    Ok(apply(repo, w, Some(root), &refs, 0)?.expect("the root tree is always written"))
+}
+
+fn apply(
+    repo: &Repository,
+    w: &mut ObjectWriter,
+    tree_id: Option<&ObjectId>,
+    changes: &[&Change<'_>],
+    depth: usize,
+) -> Result<Option<ObjectId>> {
+    let mut tree: Tree = match tree_id {
+        Some(id) => (*repo.tree(id)?).clone(),
+        None => Tree::default(),
+    };
+    let mut groups: BTreeMap<&str, Vec<&Change<'_>>> = BTreeMap::new();
+    for c in changes {
+        groups.entry(c.0[depth]).or_default().push(c);
+    }
+    for (name, group) in groups {
+        let leaf: Vec<&&Change<'_>> = group.iter().filter(|c| c.0.len() == depth + 1).collect();
+        let prefix = || group[0].0[..=depth].join("/");
+        if let Some(l) = leaf.first() {
+            if group.len() > 1 {
+                return Err(Error::InvalidPath {
+                    path: l.1.to_string(),
+                    reason: "this transaction also changes paths below it".into(),
+                });
+            }
+            match l.2 {
+                Some(entry) => {
+                    if let Some(Node::Tree(_)) = tree.get(name) {
+                        return Err(Error::InvalidPath {
+                            path: l.1.to_string(),
+                            reason: "it is a directory; delete it first".into(),
+                        });
+                    }
+                    tree.set(name, Node::State(Box::new(entry.clone())));
+                }
+                None => {
+                    if !tree.remove(name) {
+                        return Err(Error::PathNotFound {
+                            path: l.1.to_string(),
+                            commit: "the transaction's base".into(),
+                        });
+                    }
+                }
+            }
+            continue;
+        }
+        let existing = match tree.get(name) {
+            Some(Node::Tree(id)) => Some(*id),
+            Some(Node::State(_)) => {
+                return Err(Error::InvalidPath {
+                    path: group[0].1.to_string(),
+                    reason: format!("{} is a state, not a directory", prefix()),
+                });
+            }
+            None => {
+                if let Some(d) = group.iter().find(|c| c.2.is_none()) {
+                    return Err(Error::PathNotFound {
+                        path: d.1.to_string(),
+                        commit: "the transaction's base".into(),
+                    });
+                }
+                None
+            }
+        };
+        match apply(repo, w, existing.as_ref(), &group, depth + 1)? {
+            Some(id) => tree.set(name, Node::Tree(id)),
+            None => {
+                tree.remove(name);
+            }
+        }
+    }
+    if depth > 0 && tree.entries.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(w.put_metadata(&tree)?))
+}

@@ -1,0 +1,310 @@
+//! The write pipeline: [`ObjectWriter`] appends the new objects of one transaction to its own
+//! pack files (rolling over at the repository's pack target) and remembers what it wrote;
+//! [`ChunkSink`] cuts a byte stream into fixed-size chunks and, a batch at a time, hashes them
+//! in parallel, drops zero chunks and duplicates, compresses the rest in parallel and appends
+//! them in order. Memory stays bounded to a few chunks per worker.
+
+use super::Repository;
+use crate::codec::{Codec, encode_auto, encode_with};
+use crate::error::Result;
+use crate::format::manifest::{ChunkRef, Manifest};
+use crate::format::pack::{Location, PackWriter};
+use crate::format::record::RecordHeader;
+use crate::format::{MetadataObject, OBJECT_VERSION, ObjectKind, encode_object};
+use crate::id::{ObjectId, PackId};
+use crate::state::input::all_zero;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+/// Counters of one put.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PutStats {
+    /// Chunks in the stream.
+    pub chunks: u64,
+    /// All-zero chunks (stored as markers).
+    pub zero_chunks: u64,
+    /// Chunks already in the repository (or earlier in this transaction).
+    pub dedup_chunks: u64,
+    /// Chunks written.
+    pub new_chunks: u64,
+    /// Raw bytes of the chunks written.
+    pub new_raw_bytes: u64,
+    /// Stored (encoded) bytes of the chunks written.
+    pub new_stored_bytes: u64,
+    /// Chunks written per codec: raw, shuffle+lz4, shuffle+zstd.
+    pub codec_counts: [u64; 3],
+}
+
+impl PutStats {
+    /// Add another put's counters.
+    pub fn add(&mut self, o: &PutStats) {
+        self.chunks += o.chunks;
+        self.zero_chunks += o.zero_chunks;
+        self.dedup_chunks += o.dedup_chunks;
+        self.new_chunks += o.new_chunks;
+        self.new_raw_bytes += o.new_raw_bytes;
+        self.new_stored_bytes += o.new_stored_bytes;
+        for i in 0..3 {
+            self.codec_counts[i] += o.codec_counts[i];
+        }
+    }
+}
+
+/// Appends the objects of one transaction to pack files.
+pub struct ObjectWriter {
+    repo: Repository,
+    pack: Option<PackWriter>,
+    written: HashMap<ObjectId, (Location, Codec)>,
+    packs: Vec<PackId>,
+}
+
+impl ObjectWriter {
+    /// A writer for `repo`.
+    pub fn new(repo: Repository) -> Self {
+        ObjectWriter {
+            repo,
+            pack: None,
+            written: HashMap::new(),
+            packs: Vec::new(),
+        }
+    }
+
+    /// The repository's chunk size.
+    pub fn chunk_size(&self) -> u64 {
+        self.repo.config().chunk_size
+    }
+
+    /// Where an existing copy of chunk `id` lives, if any.
+    fn known_chunk(&self, id: &ObjectId) -> Option<(Location, Codec)> {
+        if let Some(k) = self.written.get(id) {
+            return Some(*k);
+        }
+        let o = self
+            .repo
+            .inner
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)?;
+        (o.entry.kind == ObjectKind::Chunk).then(|| (o.location(), o.entry.codec))
+    }
+
+    fn append(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location> {
+        if self.pack.is_none() {
+            self.pack = Some(PackWriter::create(self.repo.storage())?);
+        }
+        let pack = self.pack.as_mut().expect("just created");
+        let loc = pack.append(header, payload)?;
+        self.written.insert(header.id, (loc, header.codec));
+        if pack.len() >= self.repo.config().pack_target_bytes {
+            self.finish_pack()?;
+        }
+        Ok(loc)
+    }
+
+    fn finish_pack(&mut self) -> Result<()> {
+        if let Some(p) = self.pack.take() {
+            let (id, entries) = p.finish()?;
+            self.repo
+                .inner
+                .index
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .add_pack(id, &entries);
+            self.packs.push(id);
+        }
+        Ok(())
+    }
+
+    /// Store a metadata object (unless it exists); returns its id.
+    pub fn put_metadata<T: MetadataObject>(&mut self, obj: &T) -> Result<ObjectId> {
+        let (id, body) = encode_object(obj);
+        if self.written.contains_key(&id) || self.repo.has_object(&id) {
+            return Ok(id);
+        }
+        let (codec, payload) = encode_auto(&body, 1);
+        let payload = payload.unwrap_or_else(|| encode_with(Codec::Raw, &body, 1));
+        let header = RecordHeader {
+            kind: T::KIND,
+            version: OBJECT_VERSION,
+            codec,
+            elem: 1,
+            raw_len: body.len() as u64,
+            payload_len: payload.len() as u64,
+            id,
+        };
+        self.append(&header, &payload)?;
+        Ok(id)
+    }
+
+    /// Make everything written so far durable (finishes the open pack).
+    pub fn flush(&mut self) -> Result<()> {
+        self.finish_pack()
+    }
+
+    /// Packs this writer has finished.
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
+    /// True when nothing is waiting in an unfinished pack.
+    pub fn is_flushed(&self) -> bool {
+        self.pack.as_ref().is_none_or(|p| p.is_empty())
+    }
+}
+
+/// Cuts a byte stream into chunks and stores them through an [`ObjectWriter`].
+pub struct ChunkSink<'w> {
+    w: &'w mut ObjectWriter,
+    elem: usize,
+    chunk_size: usize,
+    cur: Vec<u8>,
+    pending: Vec<Vec<u8>>,
+    batch: usize,
+    chunks: Vec<ChunkRef>,
+    stream_len: u64,
+    stats: PutStats,
+    progress: Option<&'w (dyn Fn(u64) + Sync)>,
+}
+
+impl<'w> ChunkSink<'w> {
+    /// A sink whose chunks hold elements with `elem`-byte scalar components.
+    pub fn new(
+        w: &'w mut ObjectWriter,
+        elem: usize,
+        progress: Option<&'w (dyn Fn(u64) + Sync)>,
+    ) -> Self {
+        let chunk_size = w.repo.config().chunk_size as usize;
+        ChunkSink {
+            w,
+            elem,
+            chunk_size,
+            cur: Vec::new(),
+            pending: Vec::new(),
+            batch: (rayon::current_num_threads() * 2).max(4),
+            chunks: Vec::new(),
+            stream_len: 0,
+            stats: PutStats::default(),
+            progress,
+        }
+    }
+
+    /// The chunk size in bytes.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Append bytes to the stream.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            if self.cur.capacity() == 0 {
+                self.cur.reserve_exact(self.chunk_size);
+            }
+            let take = (self.chunk_size - self.cur.len()).min(data.len());
+            self.cur.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.cur.len() == self.chunk_size {
+                let full = std::mem::take(&mut self.cur);
+                self.push_chunk(full)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Append one whole chunk (exactly the chunk size, or shorter as the last one). Only
+    /// valid when no partial chunk is buffered.
+    pub fn push_chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
+        debug_assert!(self.cur.is_empty() && chunk.len() <= self.chunk_size);
+        self.pending.push(chunk);
+        if self.pending.len() >= self.batch {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Option<ObjectId>> = pending
+            .par_iter()
+            .map(|c| (!all_zero(c)).then(|| ObjectId::of_chunk(c)))
+            .collect();
+        let mut seen = HashSet::new();
+        let need: Vec<bool> = ids
+            .iter()
+            .map(|id| match id {
+                Some(id) => self.w.known_chunk(id).is_none() && seen.insert(*id),
+                None => false,
+            })
+            .collect();
+        let elem = self.elem;
+        let encoded: Vec<Option<(Codec, Option<Vec<u8>>)>> = pending
+            .par_iter()
+            .zip(need.par_iter())
+            .map(|(c, &n)| n.then(|| encode_auto(c, elem)))
+            .collect();
+        for ((chunk, id), enc) in pending.iter().zip(ids).zip(encoded) {
+            self.stats.chunks += 1;
+            self.stream_len += chunk.len() as u64;
+            let Some(id) = id else {
+                self.stats.zero_chunks += 1;
+                self.chunks.push(ChunkRef::Zero);
+                continue;
+            };
+            let (location, codec) = match enc {
+                Some((codec, payload)) => {
+                    let payload = payload.as_deref().unwrap_or(chunk);
+                    let header = RecordHeader {
+                        kind: ObjectKind::Chunk,
+                        version: OBJECT_VERSION,
+                        codec,
+                        elem: elem as u8,
+                        raw_len: chunk.len() as u64,
+                        payload_len: payload.len() as u64,
+                        id,
+                    };
+                    let loc = self.w.append(&header, payload)?;
+                    self.stats.new_chunks += 1;
+                    self.stats.new_raw_bytes += chunk.len() as u64;
+                    self.stats.new_stored_bytes += payload.len() as u64;
+                    self.stats.codec_counts[codec as usize] += 1;
+                    (loc, codec)
+                }
+                None => {
+                    self.stats.dedup_chunks += 1;
+                    self.w
+                        .known_chunk(&id)
+                        .expect("a chunk not written here was found in the index")
+                }
+            };
+            self.chunks.push(ChunkRef::Stored {
+                id,
+                codec,
+                location,
+            });
+        }
+        if let Some(p) = self.progress {
+            p(self.stream_len);
+        }
+        Ok(())
+    }
+
+    /// Store the last chunks and the manifest; returns the manifest id, the manifest and
+    /// the counters.
+    pub fn finish(mut self) -> Result<(ObjectId, Manifest, PutStats)> {
+        if !self.cur.is_empty() {
+            let last = std::mem::take(&mut self.cur);
+            self.pending.push(last);
+        }
+        self.flush_batch()?;
+        let manifest = Manifest {
+            chunk_size: self.chunk_size as u64,
+            stream_len: self.stream_len,
+            chunks: self.chunks,
+        };
+        let id = self.w.put_metadata(&manifest)?;
+        Ok((id, manifest, self.stats))
+    }
+}

@@ -1,0 +1,259 @@
+//! [`LocalStorage`]: blobs as files under a directory (local disk, NVMe, a bind mount, a
+//! parallel file system). New blobs are written under `tmp/`, fsynced, then renamed into
+//! place and the directory fsynced, so a blob is either absent or complete and durable.
+
+use super::{BlobMeta, BlobWriter, PutMode, PutOutcome, Storage};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Directory (relative to the root) for blobs being written.
+pub const TMP_DIR: &str = "tmp";
+const OPEN_FILE_CACHE: usize = 512;
+
+/// Blob storage in a local directory.
+#[derive(Debug)]
+pub struct LocalStorage {
+    root: PathBuf,
+    open: Mutex<HashMap<String, Arc<File>>>,
+}
+
+/// fsync a directory so a rename or unlink in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir.display(), e))
+}
+
+/// A unique temporary file name.
+pub(crate) fn tmp_name() -> String {
+    format!("{}-{:016x}.tmp", std::process::id(), rand::random::<u64>())
+}
+
+impl LocalStorage {
+    /// Use `root` (created if missing) as the storage directory.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TMP_DIR)).map_err(|e| Error::io(root.display(), e))?;
+        Ok(LocalStorage {
+            root,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn open_cached(&self, key: &str) -> Result<Arc<File>> {
+        let mut m = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = m.get(key) {
+            return Ok(f.clone());
+        }
+        let p = self.path(key);
+        let f = File::open(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::BlobNotFound(key.to_string())
+            } else {
+                Error::io(p.display(), e)
+            }
+        })?;
+        if m.len() >= OPEN_FILE_CACHE {
+            m.clear();
+        }
+        let f = Arc::new(f);
+        m.insert(key.to_string(), f.clone());
+        Ok(f)
+    }
+
+    fn new_tmp(&self) -> Result<(PathBuf, File)> {
+        let p = self.root.join(TMP_DIR).join(tmp_name());
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .map_err(|e| Error::io(p.display(), e))?;
+        Ok((p, f))
+    }
+
+    fn ensure_parent(&self, key: &str) -> Result<PathBuf> {
+        let dest = self.path(key);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        }
+        Ok(dest)
+    }
+}
+
+struct LocalWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl BlobWriter for LocalWriter {
+    fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        let out = self.out.as_mut().expect("writer used after finish");
+        out.write_all(data)
+            .map_err(|e| Error::io(self.tmp.display(), e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let out = self.out.take().expect("finish called once");
+        let f = out
+            .into_inner()
+            .map_err(|e| Error::io(self.tmp.display(), e.into_error()))?;
+        f.sync_data()
+            .map_err(|e| Error::io(self.tmp.display(), e))?;
+        drop(f);
+        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(self.dest.display(), e))?;
+        if let Some(parent) = self.dest.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Storage for LocalStorage {
+    fn put(&self, key: &str, data: &[u8], mode: PutMode) -> Result<PutOutcome> {
+        let dest = self.ensure_parent(key)?;
+        let (tmp, mut f) = self.new_tmp()?;
+        let res = (|| {
+            f.write_all(data).map_err(|e| Error::io(tmp.display(), e))?;
+            f.sync_data().map_err(|e| Error::io(tmp.display(), e))?;
+            match mode {
+                PutMode::Overwrite => {
+                    fs::rename(&tmp, &dest).map_err(|e| Error::io(dest.display(), e))?
+                }
+                PutMode::Create => match fs::hard_link(&tmp, &dest) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Ok(PutOutcome::AlreadyExists);
+                    }
+                    Err(e) => return Err(Error::io(dest.display(), e)),
+                },
+            }
+            if let Some(parent) = dest.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(PutOutcome::Written)
+        })();
+        let _ = fs::remove_file(&tmp);
+        res
+    }
+
+    fn writer(&self, key: &str) -> Result<Box<dyn BlobWriter>> {
+        let dest = self.ensure_parent(key)?;
+        let (tmp, f) = self.new_tmp()?;
+        Ok(Box::new(LocalWriter {
+            tmp,
+            dest,
+            out: Some(BufWriter::with_capacity(4 << 20, f)),
+        }))
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let p = self.path(key);
+        fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::BlobNotFound(key.to_string())
+            } else {
+                Error::io(p.display(), e)
+            }
+        })
+    }
+
+    fn read_at(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let f = self.open_cached(key)?;
+        f.read_exact_at(buf, offset)
+            .map_err(|e| Error::io(self.path(key).display(), e))
+    }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        let f = self.open_cached(key)?;
+        Ok(f.metadata()
+            .map_err(|e| Error::io(self.path(key).display(), e))?
+            .len())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>> {
+        let (dir, name_prefix) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        let d = self.root.join(dir);
+        let rd = match fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(d.display(), e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(d.display(), e))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(name_prefix) {
+                continue;
+            }
+            let meta = ent.metadata().map_err(|e| Error::io(d.display(), e))?;
+            if !meta.is_file() {
+                continue;
+            }
+            let key = if dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{dir}/{name}")
+            };
+            out.push(BlobMeta {
+                key,
+                size: meta.len(),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let p = self.path(key);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(p.display(), e)),
+        }
+    }
+
+    fn file_count(&self) -> Option<u64> {
+        fn count(d: &Path) -> u64 {
+            let Ok(rd) = fs::read_dir(d) else { return 0 };
+            rd.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => count(&e.path()),
+                    Ok(_) => 1,
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        Some(count(&self.root))
+    }
+}
