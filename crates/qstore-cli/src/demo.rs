@@ -75,7 +75,7 @@ fn haar(n: u32, seed: u64) -> Amps {
 /// touches 1/32 of the amplitudes.
 fn trajectory(base: &Amps, t: u64, rng: &mut StdRng) -> Amps {
     let mut v = base.clone();
-    if t % 4 == 0 {
+    if t.is_multiple_of(4) {
         return v;
     }
     let block = v.len() / 32;

@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn times_and_sizes() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 09:46:40 UTC");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 << 20), "3.00 MiB");
     }

@@ -179,15 +179,13 @@ impl Error {
         match &mut self {
             Error::Corrupt { path, .. }
             | Error::InvalidState { path, .. }
-            | Error::TooLargeToMaterialise { path, .. } => {
-                if path.is_none() {
-                    *path = Some(p.to_string());
-                }
+            | Error::TooLargeToMaterialise { path, .. }
+                if path.is_none() =>
+            {
+                *path = Some(p.to_string());
             }
-            Error::ObjectMissing { context, .. } => {
-                if context.is_empty() {
-                    *context = format!(" (needed by state {p:?})");
-                }
+            Error::ObjectMissing { context, .. } if context.is_empty() => {
+                *context = format!(" (needed by state {p:?})");
             }
             _ => {}
         }

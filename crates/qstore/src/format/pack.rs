@@ -336,10 +336,10 @@ mod tests {
     proptest! {
         #[test]
         fn footer_and_index_decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..400), len in any::<u64>()) {
-            if b.len() >= 64 {
-                if let Ok(f) = decode_footer(&b[..64], len) {
-                    let _ = decode_index(&b[64..], &f);
-                }
+            if b.len() >= 64
+                && let Ok(f) = decode_footer(&b[..64], len)
+            {
+                let _ = decode_index(&b[64..], &f);
             }
             let f = Footer { index_offset: 16, entry_count: (b.len() / 64) as u64, checksum: *blake3::hash(&b[..b.len() / 64 * 64]).as_bytes() };
             let _ = decode_index(&b[..b.len() / 64 * 64], &f);

@@ -62,7 +62,8 @@ impl ObjectIndex {
             })
             .filter(|id| !self.packs.contains(id) && !self.damaged.contains_key(id))
             .collect();
-        let loaded: Vec<(PackId, Result<(Vec<IndexEntry>, Option<String>)>)> = new
+        type Loaded = Result<(Vec<IndexEntry>, Option<String>)>;
+        let loaded: Vec<(PackId, Loaded)> = new
             .par_iter()
             .map(|id| (*id, read_index(storage, *id)))
             .collect();

@@ -353,6 +353,13 @@ impl Repository {
                 }
                 e => e,
             })?;
+        if hb[..4] == crate::format::record::RECORD_MAGIC && hb[5] > crate::format::OBJECT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: what(),
+                version: hb[5] as u32,
+                supported: crate::format::OBJECT_VERSION as u32,
+            });
+        }
         let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(what(), d))?;
         if h.id != *id
             || h.kind != kind

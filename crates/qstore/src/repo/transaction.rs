@@ -124,7 +124,14 @@ impl Transaction {
     pub fn delete(&mut self, path: &str) -> Result<()> {
         let p = StatePath::new(path)?;
         self.changes.retain(|q, _| !(q.overlaps(&p) && q != &p));
-        self.changes.insert(p, None);
+        if matches!(self.changes.get(&p), Some(Some(_)))
+            && self.repo.node(&self.base, &p)?.is_none()
+        {
+            // Put earlier in this transaction only: forget the put.
+            self.changes.remove(&p);
+        } else {
+            self.changes.insert(p, None);
+        }
         Ok(())
     }
 
@@ -136,10 +143,8 @@ impl Transaction {
     /// Commit: make every object durable, then move the branch (rebasing over concurrent
     /// commits to other paths). Returns the new commit id.
     pub fn commit(mut self, opts: CommitOptions) -> Result<ObjectId> {
-        for (k, _) in &opts.metadata {
-            if k.is_empty() {
-                return Err(Error::InvalidArgument("empty metadata key".into()));
-            }
+        if opts.metadata.keys().any(String::is_empty) {
+            return Err(Error::InvalidArgument("empty metadata key".into()));
         }
         let mut base = self.base;
         let mut backoff_us = 200u64;

@@ -282,7 +282,7 @@ pub fn scan(
                     }
                     s.norm += match kind {
                         StateKind::DensityMatrix => {
-                            if idx % (dim + 1) == 0 {
+                            if idx.is_multiple_of(dim + 1) {
                                 re
                             } else {
                                 0.0
