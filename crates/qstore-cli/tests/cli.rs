@@ -201,7 +201,10 @@ fn sparse_json_ghz50_and_exit_codes() {
     let out = e.root.join("ghz_back.json");
     ok(&e.repo, &["get", "ghz50", "-o", out.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(v["amplitudes"]["1125899906842623"][0], std::f64::consts::FRAC_1_SQRT_2);
+    assert_eq!(
+        v["amplitudes"]["1125899906842623"][0],
+        std::f64::consts::FRAC_1_SQRT_2
+    );
     let dense = e.root.join("ghz.npy");
     let (c, err) = code(&e.repo, &["get", "ghz50", "-o", dense.to_str().unwrap()]);
     assert_eq!(c, 6);

@@ -67,8 +67,32 @@ impl RepoConfig {
         Ok(())
     }
 
-    /// The JSON bytes.
+    /// The JSON bytes (pretty-printed, so people can read it).
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn config_decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = RepoConfig::decode(&b);
+        }
+    }
+
+    #[test]
+    fn config_round_trips_and_checks() {
+        let c = RepoConfig::default();
+        assert_eq!(RepoConfig::decode(&c.encode()).unwrap(), c);
+        let bad = RepoConfig {
+            chunk_size: 1000,
+            ..c
+        };
+        assert!(RepoConfig::decode(&bad.encode()).is_err());
     }
 }

@@ -292,6 +292,14 @@ impl StateReader {
     pub fn read_sparse(&mut self) -> Result<(Vec<u64>, Vec<u8>)> {
         let item = self.entry.dtype.item_size();
         if self.entry.encoding == Encoding::Sparse {
+            let limit = self.repo.materialise_limit();
+            if self.entry.stream_len > limit {
+                return Err(Error::TooLargeToMaterialise {
+                    path: Some(self.path.clone()),
+                    bytes: self.entry.stream_len as u128,
+                    limit,
+                });
+            }
             let nnz = self.entry.nnz;
             let mut stream = vec![0u8; self.entry.stream_len as usize];
             self.read_stream(0, &mut stream)?;
