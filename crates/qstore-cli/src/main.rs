@@ -29,6 +29,7 @@ mod exit {
     pub const CONFLICT: i32 = 4;
     pub const CORRUPT: i32 = 5;
     pub const INVALID_INPUT: i32 = 6;
+    pub const QUOTA: i32 = 7;
 }
 
 #[derive(Parser)]
@@ -133,16 +134,89 @@ enum Cmd {
         #[arg(long, default_value_t = 22)]
         qubits: u32,
     },
+    /// Delete unreachable objects older than the grace period; rewrite mostly-dead packs;
+    /// reclaim scratch spaces whose lease expired.
+    Gc {
+        /// Report what would be freed without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Never touch packs younger than this (e.g. 30s, 10m, 1h, 2d).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// Rewrite packs whose dead fraction exceeds this.
+        #[arg(long, default_value_t = 0.3)]
+        threshold: f64,
+    },
+    /// Drop a branch's history older than a duration so gc can reclaim it (tags keep what
+    /// they name).
+    Expire {
+        branch: String,
+        #[arg(long, value_parser = parse_duration)]
+        older_than: std::time::Duration,
+    },
+    /// Check every ref, commit, tree and manifest (and with --full every chunk's hash).
+    Fsck {
+        #[arg(long)]
+        full: bool,
+    },
+    /// Scratch spaces: `ls`, or `rm ID` (add --force for a live one).
+    Scratch {
+        #[command(subcommand)]
+        cmd: ScratchCmd,
+    },
     /// Commit COUNT small states, printing each commit id once it is durable (used by the
-    /// crash tests).
+    /// crash and gc tests). With --cycle N, paths repeat every N commits (making garbage).
+    #[command(hide = true)]
+    ScratchHold {
+        /// Lease time-to-live in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        ttl: f64,
+    },
     #[command(hide = true)]
     CommitLoop {
         prefix: String,
         #[arg(long, default_value_t = 1_000_000)]
         count: u64,
+        #[arg(long)]
+        cycle: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
         #[arg(long, default_value = "main")]
         branch: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ScratchCmd {
+    /// List scratch spaces and their leases.
+    Ls,
+    /// Remove a scratch space's files.
+    Rm {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Parse `30s`, `10m`, `1h`, `2d`, `1w` (a bare number is seconds).
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (use e.g. 30s, 10m, 1h, 30d)"))?;
+    let mult = match unit {
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 604_800.0,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, m, h, d or w)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(v * mult))
 }
 
 #[derive(Args)]
@@ -221,6 +295,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         Some(ErrorCategory::Conflict) => exit::CONFLICT,
         Some(ErrorCategory::Corrupt) => exit::CORRUPT,
         Some(ErrorCategory::InvalidInput) => exit::INVALID_INPUT,
+        Some(ErrorCategory::QuotaExceeded) => exit::QUOTA,
         _ => exit::OTHER,
     }
 }
@@ -411,22 +486,165 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Demo { dir, qubits } => demo::run(&dir, qubits, &out)?,
+        Cmd::Gc {
+            dry_run,
+            grace,
+            threshold,
+        } => {
+            let repo = open(&cli.repo)?;
+            let r = repo.gc(&qstore::GcOptions {
+                grace,
+                dry_run,
+                repack_threshold: threshold,
+            })?;
+            out.emit(serde_json::to_value(&r)?, || {
+                format!(
+                    "{}{} of {} packs deleted, {} rewritten, {} too young to touch; {} objects removed; {} freed of {}; {} live objects{}{}",
+                    if r.dry_run { "dry run: would have: " } else { "" },
+                    r.packs_deleted,
+                    r.packs_before,
+                    r.packs_rewritten,
+                    r.packs_too_young,
+                    r.objects_deleted,
+                    human_bytes(r.bytes_freed as u128),
+                    human_bytes(r.bytes_before as u128),
+                    r.live_objects,
+                    if r.scratch_reclaimed.is_empty() { String::new() } else { format!("; reclaimed scratch {:?}", r.scratch_reclaimed) },
+                    if r.tmp_files_removed > 0 { format!("; {} stale temporary files removed", r.tmp_files_removed) } else { String::new() },
+                )
+            });
+        }
+        Cmd::Expire { branch, older_than } => {
+            let repo = open(&cli.repo)?;
+            let n = repo.expire(&branch, older_than)?;
+            out.emit(json!({"branch": branch, "commits_cut": n}), || {
+                format!("cut {n} commit(s) from the history of {branch}; run `qstore gc` to reclaim their space")
+            });
+        }
+        Cmd::Fsck { full } => {
+            let repo = open(&cli.repo)?;
+            let r = repo.fsck(full)?;
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for p in &r.problems {
+                    println!(
+                        "{}: {}{}{}: {}",
+                        p.kind,
+                        p.object,
+                        p.commit
+                            .as_ref()
+                            .map(|c| format!(" in commit {}", &c[..12]))
+                            .unwrap_or_default(),
+                        p.path
+                            .as_ref()
+                            .map(|p| format!(" at {p:?}"))
+                            .unwrap_or_default(),
+                        p.detail
+                    );
+                }
+                println!(
+                    "checked {} refs, {} commits, {} trees, {} states, {} chunks{}: {}",
+                    r.refs,
+                    r.commits,
+                    r.trees,
+                    r.states,
+                    r.chunks,
+                    if r.full {
+                        " (read and hashed)"
+                    } else {
+                        " (headers)"
+                    },
+                    if r.healthy() {
+                        "healthy".to_string()
+                    } else {
+                        format!("{} problem(s)", r.problems.len())
+                    }
+                );
+            }
+            if !r.healthy() {
+                std::process::exit(exit::CORRUPT);
+            }
+        }
+        Cmd::Scratch { cmd } => {
+            let repo = open(&cli.repo)?;
+            match cmd {
+                ScratchCmd::Ls => {
+                    let leases = qstore::repo::scratch::list_leases(&repo)?;
+                    if out.json {
+                        let v: Vec<_> = leases
+                            .iter()
+                            .map(|(l, live)| json!({"lease": l, "live": live}))
+                            .collect();
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else if leases.is_empty() {
+                        println!("no scratch spaces");
+                    } else {
+                        for (l, live) in leases {
+                            println!(
+                                "{}  pid {:<8} {}  expires {}  {}",
+                                l.id,
+                                l.pid,
+                                if live { "live   " } else { "expired" },
+                                output::format_time(l.expires_ms),
+                                l.spill_dir.display()
+                            );
+                        }
+                    }
+                }
+                ScratchCmd::Rm { id, force } => {
+                    qstore::repo::scratch::remove_scratch(&repo, &id, force)?;
+                    out.emit(json!({"removed": id}), || {
+                        format!("removed scratch space {id}")
+                    });
+                }
+            }
+        }
+        Cmd::ScratchHold { ttl } => {
+            // Opens a scratch space, stores a state, says so, and waits to be killed.
+            let repo = open(&cli.repo)?;
+            let s = repo.scratch(qstore::ScratchOptions {
+                lease_ttl: std::time::Duration::from_secs_f64(ttl),
+                memory_budget: 0,
+                ..Default::default()
+            })?;
+            let amp: Vec<f64> = (0..2048).map(|k| k as f64).collect();
+            let _h = s.put(
+                &ArrayInfo {
+                    dtype: qstore::DType::Complex128,
+                    shape: vec![1024],
+                },
+                bytemuck::cast_slice(&amp),
+                &PutOptions::default(),
+            )?;
+            println!("ready {}", s.id());
+            std::io::stdout().flush()?;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         Cmd::CommitLoop {
             prefix,
             count,
+            cycle,
+            seconds,
             branch,
         } => {
             let repo = open(&cli.repo)?;
             let stdout = std::io::stdout();
+            let started = std::time::Instant::now();
             for i in 0..count {
+                if seconds.is_some_and(|s| started.elapsed().as_secs_f64() > s) {
+                    break;
+                }
                 let mut tx = repo.transaction(&branch)?;
-                let path = format!("{prefix}/s{i:06}");
-                let amp: Vec<f64> = vec![i as f64, 1.0, 0.5, -(i as f64)];
+                let path = format!("{prefix}/s{:06}", cycle.map_or(i, |c| i % c.max(1)));
+                let amp: Vec<f64> = (0..512).map(|k| (i * 512 + k) as f64).collect();
                 tx.put(
                     &path,
                     &ArrayInfo {
                         dtype: qstore::DType::Complex128,
-                        shape: vec![2],
+                        shape: vec![256],
                     },
                     bytemuck::cast_slice(&amp),
                     &PutOptions::default(),

@@ -323,7 +323,7 @@ fn eight_processes_commit_fifty_times_each_to_one_branch() {
     assert_eq!(states.len(), 400);
     for (p, _) in states {
         let data = repo.reader("main", &p).unwrap().read_all().unwrap();
-        assert_eq!(data.len(), 32);
+        assert_eq!(data.len(), 4096);
     }
 }
 

@@ -97,6 +97,18 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A scratch-space put that would pass the quota; nothing was stored.
+    #[error(
+        "scratch space {scratch}: quota of {quota} bytes exceeded ({usage} bytes in use, {needed} more needed); \
+         nothing was stored"
+    )]
+    QuotaExceeded {
+        scratch: String,
+        quota: u64,
+        usage: u64,
+        needed: u64,
+    },
+
     /// No repository at the given address.
     #[error("no qstore repository at {0} (run `qstore init {0}`)")]
     RepositoryNotFound(String),
@@ -149,6 +161,8 @@ pub enum ErrorCategory {
     InvalidInput,
     /// The operating system failed an I/O operation.
     Io,
+    /// A scratch space is full.
+    QuotaExceeded,
 }
 
 impl Error {
@@ -171,6 +185,7 @@ impl Error {
             | TooLargeToMaterialise { .. }
             | BadAddress(_) => ErrorCategory::InvalidInput,
             Io { .. } => ErrorCategory::Io,
+            QuotaExceeded { .. } => ErrorCategory::QuotaExceeded,
         }
     }
 

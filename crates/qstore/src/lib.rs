@@ -39,7 +39,8 @@ pub use path::{RefName, StatePath};
 pub use repo::diff::DiffEntry;
 pub use repo::stats::RepoStats;
 pub use repo::{
-    CommitOptions, EncodingChoice, PutOptions, PutStats, Repository, StateReader, Transaction,
+    CommitOptions, EncodingChoice, FsckReport, GcOptions, GcReport, Problem, PutOptions, PutStats,
+    Repository, Scratch, ScratchOptions, ScratchUsage, StateHandle, StateReader, Transaction,
 };
 pub use state::dtype::{DType, Encoding, StateKind};
 pub use state::input::{ArrayInfo, DenseSource, FnSource, KindRequest, SliceSource};

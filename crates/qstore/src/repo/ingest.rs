@@ -2,8 +2,10 @@
 //! chosen layout through a [`ChunkSink`]) and [`ingest_sparse`]. Nothing is written before the
 //! input has passed every check.
 
-use super::writer::{ChunkSink, ObjectWriter, PutStats};
+use super::writer::{ChunkSink, ChunkStore, PutStats};
 use crate::error::{Error, Result};
+use crate::format::encode_object;
+use crate::format::manifest::Manifest;
 use crate::format::tree::StateEntry;
 use crate::state::dtype::{DType, Encoding, StateKind};
 use crate::state::hermitian::is_hermitian;
@@ -63,11 +65,11 @@ pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
 
 /// Store a dense array given by `src`.
 pub fn ingest_dense(
-    w: &mut ObjectWriter,
+    w: &mut dyn ChunkStore,
     info: &ArrayInfo,
     src: &dyn DenseSource,
     opts: &PutOptions,
-) -> Result<(StateEntry, PutStats)> {
+) -> Result<(StateEntry, Manifest, PutStats)> {
     check_tags(&opts.tags)?;
     let kind = infer_kind(info, opts.kind)?;
     let chunk_size = w.chunk_size();
@@ -136,7 +138,8 @@ pub fn ingest_dense(
             }
         }
     }
-    let (manifest, m, stats) = sink.finish()?;
+    let (m, stats) = sink.finish()?;
+    let manifest = encode_object(&m).0;
     let entry = StateEntry {
         kind,
         dtype,
@@ -155,15 +158,15 @@ pub fn ingest_dense(
     entry
         .validate()
         .map_err(|r| Error::corrupt("new state entry", r))?;
-    Ok((entry, stats))
+    Ok((entry, m, stats))
 }
 
 /// Store a sparse state vector.
 pub fn ingest_sparse(
-    w: &mut ObjectWriter,
+    w: &mut dyn ChunkStore,
     input: &SparseInput<'_>,
     opts: &PutOptions,
-) -> Result<(StateEntry, PutStats)> {
+) -> Result<(StateEntry, Manifest, PutStats)> {
     check_tags(&opts.tags)?;
     let (idx, vals) = prepare(input)?;
     let dtype: DType = input.dtype;
@@ -179,7 +182,8 @@ pub fn ingest_sparse(
         sink.write(&i.to_le_bytes())?;
     }
     sink.write(&vals)?;
-    let (manifest, m, stats) = sink.finish()?;
+    let (m, stats) = sink.finish()?;
+    let manifest = encode_object(&m).0;
     let entry = StateEntry {
         kind: StateKind::StateVector,
         dtype,
@@ -194,5 +198,5 @@ pub fn ingest_sparse(
     entry
         .validate()
         .map_err(|r| Error::corrupt("new state entry", r))?;
-    Ok((entry, stats))
+    Ok((entry, m, stats))
 }

@@ -5,15 +5,21 @@
 //! protocol), [`reader`].
 
 pub mod diff;
+pub mod fsck;
+pub mod gc;
 pub mod index;
 pub mod ingest;
 pub mod reader;
+pub mod scratch;
 pub mod stats;
 pub mod transaction;
 pub mod writer;
 
+pub use fsck::{FsckReport, Problem};
+pub use gc::{GcOptions, GcReport};
 pub use ingest::{EncodingChoice, PutOptions};
 pub use reader::StateReader;
+pub use scratch::{Scratch, ScratchOptions, ScratchUsage, StateHandle};
 pub use transaction::{CommitOptions, Transaction};
 pub use writer::PutStats;
 
@@ -43,6 +49,10 @@ pub const DEFAULT_BRANCH: &str = "main";
 /// Default limit on the dense size of a state read into memory or a file: 1 TiB.
 pub const DEFAULT_MATERIALISE_LIMIT: u64 = 1 << 40;
 const METADATA_LIMIT: u64 = 1 << 30;
+/// Storage key of the garbage-collection generation counter.
+pub const GENERATION_KEY: &str = "gc-generation";
+/// Storage key of the list of commits whose history was expired.
+pub const SHALLOW_KEY: &str = "shallow.json";
 
 /// Where a repository lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +100,10 @@ pub(crate) struct Inner {
     pub(crate) index: RwLock<ObjectIndex>,
     trees: Mutex<HashMap<ObjectId, Arc<Tree>>>,
     materialise_limit: u64,
+    /// The directory of a local repository (for locks and scratch leases).
+    local_root: Option<PathBuf>,
+    /// The garbage-collection generation the index was built at.
+    generation: Mutex<u64>,
 }
 
 /// A repository of versioned quantum states. Cheap to clone; safe to share between threads.
@@ -210,6 +224,12 @@ impl Repository {
         };
         let config = RepoConfig::decode(&bytes)?;
         let repo = Repository::assemble(address, storage, refs, config);
+        let g = repo.read_generation()?;
+        *repo
+            .inner
+            .generation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = g;
         repo.refresh_index()?;
         Ok(repo)
     }
@@ -240,6 +260,11 @@ impl Repository {
                 index: RwLock::new(ObjectIndex::default()),
                 trees: Mutex::new(HashMap::new()),
                 materialise_limit: DEFAULT_MATERIALISE_LIMIT,
+                local_root: match Address::parse(address) {
+                    Ok(Address::Local(p)) => Some(p),
+                    _ => None,
+                },
+                generation: Mutex::new(0),
             }),
         }
     }
@@ -285,6 +310,105 @@ impl Repository {
             .iter()
             .map(|(k, v)| (k.to_hex(), v.clone()))
             .collect()
+    }
+
+    /// The directory of a local repository.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.inner.local_root.as_deref()
+    }
+
+    /// Take the repository's garbage-collection lock: shared by transactions, exclusive by
+    /// `gc`, so objects are never deleted while a transaction may still refer to them. The
+    /// lock is released when the file is dropped (or the process dies).
+    pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<Option<std::fs::File>> {
+        let Some(root) = &self.inner.local_root else {
+            return Ok(None);
+        };
+        let dir = root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let p = dir.join("gc");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::io(p.display(), e))?;
+        if exclusive { f.lock() } else { f.lock_shared() }
+            .map_err(|e| Error::io(p.display(), e))?;
+        Ok(Some(f))
+    }
+
+    fn read_generation(&self) -> Result<u64> {
+        match self.storage().get(GENERATION_KEY) {
+            Ok(b) => Ok(String::from_utf8_lossy(&b).trim().parse().unwrap_or(0)),
+            Err(Error::BlobNotFound(_)) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rebuild the object index if garbage collection moved or deleted packs since it was
+    /// built. Called at the start of every transaction, under the shared gc lock.
+    pub(crate) fn sync_generation(&self) -> Result<()> {
+        let g = self.read_generation()?;
+        if *self
+            .inner
+            .generation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            != g
+        {
+            self.reload_index()?;
+            *self
+                .inner
+                .generation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = g;
+        }
+        Ok(())
+    }
+
+    /// Record that packs were deleted or rewritten (called by `gc` under the exclusive lock).
+    pub(crate) fn bump_generation(&self) -> Result<()> {
+        let g = self.read_generation()? + 1;
+        self.storage()
+            .put(GENERATION_KEY, g.to_string().as_bytes(), PutMode::Overwrite)?;
+        *self
+            .inner
+            .generation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = g;
+        Ok(())
+    }
+
+    /// Drop the object index and build it again from the packs present now.
+    pub fn reload_index(&self) -> Result<()> {
+        let mut fresh = ObjectIndex::default();
+        fresh.refresh(self.storage())?;
+        *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.inner
+            .trees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// Commits whose history was cut by `expire`: their parents are not followed.
+    pub fn shallow(&self) -> Result<std::collections::HashSet<ObjectId>> {
+        match self.storage().get(SHALLOW_KEY) {
+            Ok(b) => {
+                let v: Vec<String> = serde_json::from_slice(&b)
+                    .map_err(|e| Error::corrupt(SHALLOW_KEY, e.to_string()))?;
+                v.iter()
+                    .map(|h| {
+                        ObjectId::from_hex(h)
+                            .ok_or_else(|| Error::corrupt(SHALLOW_KEY, "not a commit id"))
+                    })
+                    .collect()
+            }
+            Err(Error::BlobNotFound(_)) => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn has_object(&self, id: &ObjectId) -> bool {
@@ -418,7 +542,16 @@ impl Repository {
                         location.offset
                     )
                 };
-                self.read_record(location, id, ObjectKind::Chunk, out, &what)?;
+                match self.read_record(location, id, ObjectKind::Chunk, out, &what) {
+                    Ok(_) => {}
+                    // The pack was rewritten by gc: the id is the truth, the location a hint.
+                    Err(Error::ObjectMissing { .. }) => {
+                        self.reload_index()?;
+                        let o = self.locate(id, ObjectKind::Chunk)?;
+                        self.read_record(&o.location(), id, ObjectKind::Chunk, out, &what)?;
+                    }
+                    Err(e) => return Err(e),
+                }
                 if ObjectId::of_chunk(out) != *id {
                     return Err(Error::corrupt(
                         what(),
@@ -431,6 +564,17 @@ impl Repository {
     }
 
     fn read_metadata<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
+        match self.read_metadata_once(id) {
+            Err(Error::ObjectMissing { .. }) => {
+                // Another process's gc may have rewritten the pack: rebuild the index once.
+                self.reload_index()?;
+                self.read_metadata_once(id)
+            }
+            r => r,
+        }
+    }
+
+    fn read_metadata_once<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
         let o = self.locate(id, T::KIND)?;
         let what = || format!("{} {}", T::KIND.name(), id.short());
         if o.entry.raw_len > METADATA_LIMIT {
@@ -657,13 +801,18 @@ impl Repository {
     /// Commits from `spec` back along first parents, newest first, at most `limit`.
     pub fn log(&self, spec: &str, limit: usize) -> Result<Vec<(ObjectId, Commit)>> {
         let mut id = Some(self.resolve(spec)?);
+        let shallow = self.shallow()?;
         let mut out = Vec::new();
         while let Some(c) = id {
             if out.len() >= limit {
                 break;
             }
             let commit = self.commit(&c)?;
-            id = commit.parents.first().copied();
+            id = if shallow.contains(&c) {
+                None
+            } else {
+                commit.parents.first().copied()
+            };
             out.push((c, commit));
         }
         Ok(out)

@@ -5,7 +5,9 @@
 //! analyses (norm, top-k, marginals, fidelity) that hold one chunk at a time.
 
 use super::Repository;
+use super::scratch::{SCRATCH_PACK, ScratchInner};
 use crate::error::{Error, Result};
+use crate::format::manifest::ChunkRef;
 use crate::format::manifest::Manifest;
 use crate::format::tree::StateEntry;
 use crate::state::analysis::{Marginals, Overlap, TopK};
@@ -26,6 +28,23 @@ pub struct StateReader {
     entry: StateEntry,
     manifest: Arc<Manifest>,
     cached: Option<(usize, Vec<u8>)>,
+    /// The scratch space holding chunks marked with [`SCRATCH_PACK`], if any.
+    scratch: Option<Arc<ScratchInner>>,
+}
+
+/// Decode chunk `c` from wherever it lives: a pack of `repo` or a scratch space.
+fn fetch_chunk(
+    repo: &Repository,
+    scratch: Option<&ScratchInner>,
+    c: &ChunkRef,
+    out: &mut [u8],
+) -> Result<()> {
+    match (c, scratch) {
+        (ChunkRef::Stored { id, location, .. }, Some(s)) if location.pack == SCRATCH_PACK => {
+            s.read_chunk(id, out)
+        }
+        _ => repo.read_chunk(c, out),
+    }
 }
 
 impl StateReader {
@@ -47,7 +66,25 @@ impl StateReader {
             entry,
             manifest: Arc::new(manifest),
             cached: None,
+            scratch: None,
         })
+    }
+
+    /// A reader over a state held in a scratch space.
+    pub(crate) fn from_scratch(
+        repo: Repository,
+        scratch: Arc<ScratchInner>,
+        entry: StateEntry,
+        manifest: Arc<Manifest>,
+    ) -> Self {
+        StateReader {
+            repo,
+            path: "(scratch)".into(),
+            entry,
+            manifest,
+            cached: None,
+            scratch: Some(scratch),
+        }
     }
 
     /// The state's entry (kind, dtype, shape, encoding, tags...).
@@ -63,9 +100,13 @@ impl StateReader {
     fn chunk(&mut self, i: usize) -> Result<&[u8]> {
         if self.cached.as_ref().is_none_or(|(c, _)| *c != i) {
             let mut buf = vec![0u8; self.manifest.chunk_len(i) as usize];
-            self.repo
-                .read_chunk(&self.manifest.chunks[i], &mut buf)
-                .map_err(|e| e.at_path(&self.path))?;
+            fetch_chunk(
+                &self.repo,
+                self.scratch.as_deref(),
+                &self.manifest.chunks[i],
+                &mut buf,
+            )
+            .map_err(|e| e.at_path(&self.path))?;
             self.cached = Some((i, buf));
         }
         Ok(&self.cached.as_ref().expect("just filled").1)
@@ -99,10 +140,11 @@ impl StateReader {
             pos += take as u64;
         }
         let repo = &self.repo;
+        let scratch = self.scratch.as_deref();
         let chunks = &self.manifest.chunks;
         whole
             .into_par_iter()
-            .try_for_each(|(i, buf)| repo.read_chunk(&chunks[i], buf))
+            .try_for_each(|(i, buf)| fetch_chunk(repo, scratch, &chunks[i], buf))
             .map_err(|e| e.at_path(&self.path))
     }
 

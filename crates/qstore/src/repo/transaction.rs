@@ -14,9 +14,11 @@
 use super::Repository;
 use super::diff::diff_trees;
 use super::ingest::{PutOptions, ingest_dense, ingest_sparse};
+use super::scratch::{SCRATCH_PACK, StateHandle};
 use super::writer::{ObjectWriter, PutStats};
 use crate::error::{Error, Result};
 use crate::format::commit::Commit;
+use crate::format::manifest::{ChunkRef, Manifest};
 use crate::format::tree::{Node, StateEntry, Tree};
 use crate::id::ObjectId;
 use crate::path::{RefName, StatePath};
@@ -44,10 +46,14 @@ pub struct Transaction {
     changes: BTreeMap<StatePath, Option<StateEntry>>,
     writer: ObjectWriter,
     stats: PutStats,
+    /// Shared gc lock, held for the transaction's life.
+    _gc_guard: Option<std::fs::File>,
 }
 
 impl Transaction {
     pub(crate) fn begin(repo: Repository, branch: &str) -> Result<Self> {
+        let guard = repo.gc_lock(false)?;
+        repo.sync_generation()?;
         let base = repo.branch_head(branch)?;
         Ok(Transaction {
             writer: ObjectWriter::new(repo.clone()),
@@ -56,6 +62,7 @@ impl Transaction {
             base,
             changes: BTreeMap::new(),
             stats: PutStats::default(),
+            _gc_guard: guard,
         })
     }
 
@@ -95,8 +102,9 @@ impl Transaction {
         opts: &PutOptions,
     ) -> Result<StateEntry> {
         let p = StatePath::new(path)?;
-        let (entry, stats) =
+        let (entry, manifest, stats) =
             ingest_dense(&mut self.writer, info, src, opts).map_err(|e| e.at_path(path))?;
+        self.writer.put_metadata(&manifest)?;
         Ok(self.record(p, entry, stats))
     }
 
@@ -108,8 +116,59 @@ impl Transaction {
         opts: &PutOptions,
     ) -> Result<StateEntry> {
         let p = StatePath::new(path)?;
-        let (entry, stats) =
+        let (entry, manifest, stats) =
             ingest_sparse(&mut self.writer, input, opts).map_err(|e| e.at_path(path))?;
+        self.writer.put_metadata(&manifest)?;
+        Ok(self.record(p, entry, stats))
+    }
+
+    /// Commit a state held in a scratch space under `path`. Its encoded chunks are copied as
+    /// they are (no re-chunking, re-hashing or re-compressing); chunks the repository already
+    /// has are not copied at all.
+    pub fn put_from_scratch(&mut self, path: &str, handle: &StateHandle) -> Result<StateEntry> {
+        let p = StatePath::new(path)?;
+        let (scratch, mut entry, manifest) = handle.parts()?;
+        let mut stats = PutStats::default();
+        let mut chunks = Vec::with_capacity(manifest.chunks.len());
+        for (i, c) in manifest.chunks.iter().enumerate() {
+            stats.chunks += 1;
+            let ChunkRef::Stored { id, location, .. } = c else {
+                stats.zero_chunks += 1;
+                chunks.push(*c);
+                continue;
+            };
+            if location.pack != SCRATCH_PACK {
+                chunks.push(*c);
+                continue;
+            }
+            if let Some((location, codec)) = self.writer.known_chunk(id) {
+                stats.dedup_chunks += 1;
+                chunks.push(ChunkRef::Stored {
+                    id: *id,
+                    codec,
+                    location,
+                });
+                continue;
+            }
+            let (header, payload) = scratch.record(id)?;
+            debug_assert_eq!(header.raw_len, manifest.chunk_len(i));
+            let location = self.writer.append(&header, &payload)?;
+            stats.new_chunks += 1;
+            stats.new_raw_bytes += header.raw_len;
+            stats.new_stored_bytes += header.payload_len;
+            stats.codec_counts[header.codec as usize] += 1;
+            chunks.push(ChunkRef::Stored {
+                id: *id,
+                codec: header.codec,
+                location,
+            });
+        }
+        let m = Manifest {
+            chunk_size: manifest.chunk_size,
+            stream_len: manifest.stream_len,
+            chunks,
+        };
+        entry.manifest = self.writer.put_metadata(&m)?;
         Ok(self.record(p, entry, stats))
     }
 

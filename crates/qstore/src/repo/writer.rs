@@ -1,8 +1,9 @@
-//! The write pipeline: [`ObjectWriter`] appends the new objects of one transaction to its own
-//! pack files (rolling over at the repository's pack target) and remembers what it wrote;
-//! [`ChunkSink`] cuts a byte stream into fixed-size chunks and, a batch at a time, hashes them
-//! in parallel, drops zero chunks and duplicates, compresses the rest in parallel and appends
-//! them in order. Memory stays bounded to a few chunks per worker.
+//! The write pipeline: [`ChunkStore`] is where encoded chunks go: [`ObjectWriter`] appends the
+//! new objects of one transaction to its own pack files (rolling over at the repository's pack
+//! target), a scratch space keeps them in memory or spill files. [`ChunkSink`] cuts a byte
+//! stream into fixed-size chunks and, a batch at a time, hashes them in parallel, drops zero
+//! chunks and duplicates, compresses the rest in parallel and stores them in order. Memory
+//! stays bounded to a few chunks per worker.
 
 use super::Repository;
 use crate::codec::{Codec, encode_auto, encode_with};
@@ -50,6 +51,30 @@ impl PutStats {
     }
 }
 
+/// A destination for encoded chunks.
+pub trait ChunkStore {
+    /// Bytes per chunk.
+    fn chunk_size(&self) -> u64;
+    /// Where an existing copy of chunk `id` lives, if any.
+    fn lookup(&self, id: &ObjectId) -> Option<(Location, Codec)>;
+    /// Store one chunk record; returns where it lives.
+    fn store(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location>;
+}
+
+impl ChunkStore for ObjectWriter {
+    fn chunk_size(&self) -> u64 {
+        self.repo.config().chunk_size
+    }
+
+    fn lookup(&self, id: &ObjectId) -> Option<(Location, Codec)> {
+        self.known_chunk(id)
+    }
+
+    fn store(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location> {
+        self.append(header, payload)
+    }
+}
+
 /// Appends the objects of one transaction to pack files.
 pub struct ObjectWriter {
     repo: Repository,
@@ -69,13 +94,8 @@ impl ObjectWriter {
         }
     }
 
-    /// The repository's chunk size.
-    pub fn chunk_size(&self) -> u64 {
-        self.repo.config().chunk_size
-    }
-
     /// Where an existing copy of chunk `id` lives, if any.
-    fn known_chunk(&self, id: &ObjectId) -> Option<(Location, Codec)> {
+    pub(crate) fn known_chunk(&self, id: &ObjectId) -> Option<(Location, Codec)> {
         if let Some(k) = self.written.get(id) {
             return Some(*k);
         }
@@ -89,7 +109,7 @@ impl ObjectWriter {
         (o.entry.kind == ObjectKind::Chunk).then(|| (o.location(), o.entry.codec))
     }
 
-    fn append(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location> {
+    pub(crate) fn append(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location> {
         if self.pack.is_none() {
             self.pack = Some(PackWriter::create(self.repo.storage())?);
         }
@@ -153,9 +173,9 @@ impl ObjectWriter {
     }
 }
 
-/// Cuts a byte stream into chunks and stores them through an [`ObjectWriter`].
+/// Cuts a byte stream into chunks and stores them in a [`ChunkStore`].
 pub struct ChunkSink<'w> {
-    w: &'w mut ObjectWriter,
+    w: &'w mut dyn ChunkStore,
     elem: usize,
     chunk_size: usize,
     cur: Vec<u8>,
@@ -170,11 +190,11 @@ pub struct ChunkSink<'w> {
 impl<'w> ChunkSink<'w> {
     /// A sink whose chunks hold elements with `elem`-byte scalar components.
     pub fn new(
-        w: &'w mut ObjectWriter,
+        w: &'w mut dyn ChunkStore,
         elem: usize,
         progress: Option<&'w (dyn Fn(u64) + Sync)>,
     ) -> Self {
-        let chunk_size = w.repo.config().chunk_size as usize;
+        let chunk_size = w.chunk_size() as usize;
         ChunkSink {
             w,
             elem,
@@ -235,7 +255,7 @@ impl<'w> ChunkSink<'w> {
         let need: Vec<bool> = ids
             .iter()
             .map(|id| match id {
-                Some(id) => self.w.known_chunk(id).is_none() && seen.insert(*id),
+                Some(id) => self.w.lookup(id).is_none() && seen.insert(*id),
                 None => false,
             })
             .collect();
@@ -265,7 +285,7 @@ impl<'w> ChunkSink<'w> {
                         payload_len: payload.len() as u64,
                         id,
                     };
-                    let loc = self.w.append(&header, payload)?;
+                    let loc = self.w.store(&header, payload)?;
                     self.stats.new_chunks += 1;
                     self.stats.new_raw_bytes += chunk.len() as u64;
                     self.stats.new_stored_bytes += payload.len() as u64;
@@ -275,8 +295,8 @@ impl<'w> ChunkSink<'w> {
                 None => {
                     self.stats.dedup_chunks += 1;
                     self.w
-                        .known_chunk(&id)
-                        .expect("a chunk not written here was found in the index")
+                        .lookup(&id)
+                        .expect("a chunk seen as a duplicate has a location")
                 }
             };
             self.chunks.push(ChunkRef::Stored {
@@ -291,9 +311,8 @@ impl<'w> ChunkSink<'w> {
         Ok(())
     }
 
-    /// Store the last chunks and the manifest; returns the manifest id, the manifest and
-    /// the counters.
-    pub fn finish(mut self) -> Result<(ObjectId, Manifest, PutStats)> {
+    /// Store the last chunks; returns the manifest and the counters.
+    pub fn finish(mut self) -> Result<(Manifest, PutStats)> {
         if !self.cur.is_empty() {
             let last = std::mem::take(&mut self.cur);
             self.pending.push(last);
@@ -304,7 +323,6 @@ impl<'w> ChunkSink<'w> {
             stream_len: self.stream_len,
             chunks: self.chunks,
         };
-        let id = self.w.put_metadata(&manifest)?;
-        Ok((id, manifest, self.stats))
+        Ok((manifest, self.stats))
     }
 }

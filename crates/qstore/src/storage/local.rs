@@ -224,6 +224,7 @@ impl Storage for LocalStorage {
             out.push(BlobMeta {
                 key,
                 size: meta.len(),
+                modified: meta.modified().ok(),
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -4,11 +4,14 @@ use super::{BlobMeta, BlobWriter, PutMode, PutOutcome, Storage};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+type Blob = (Arc<Vec<u8>>, SystemTime);
 
 /// Blob storage held in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    blobs: Arc<Mutex<BTreeMap<String, Arc<Vec<u8>>>>>,
+    blobs: Arc<Mutex<BTreeMap<String, Blob>>>,
 }
 
 impl MemoryStorage {
@@ -17,7 +20,7 @@ impl MemoryStorage {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned()
+            .map(|b| b.0.clone())
             .ok_or_else(|| Error::BlobNotFound(key.to_string()))
     }
 }
@@ -25,7 +28,7 @@ impl MemoryStorage {
 struct MemoryWriter {
     key: String,
     buf: Vec<u8>,
-    blobs: Arc<Mutex<BTreeMap<String, Arc<Vec<u8>>>>>,
+    blobs: Arc<Mutex<BTreeMap<String, Blob>>>,
 }
 
 impl BlobWriter for MemoryWriter {
@@ -39,7 +42,7 @@ impl BlobWriter for MemoryWriter {
         me.blobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(me.key, Arc::new(me.buf));
+            .insert(me.key, (Arc::new(me.buf), SystemTime::now()));
         Ok(())
     }
 }
@@ -50,7 +53,10 @@ impl Storage for MemoryStorage {
         if mode == PutMode::Create && m.contains_key(key) {
             return Ok(PutOutcome::AlreadyExists);
         }
-        m.insert(key.to_string(), Arc::new(data.to_vec()));
+        m.insert(
+            key.to_string(),
+            (Arc::new(data.to_vec()), SystemTime::now()),
+        );
         Ok(PutOutcome::Written)
     }
 
@@ -92,7 +98,8 @@ impl Storage for MemoryStorage {
             .filter(|(k, _)| !k[prefix.len()..].contains('/'))
             .map(|(k, v)| BlobMeta {
                 key: k.clone(),
-                size: v.len() as u64,
+                size: v.0.len() as u64,
+                modified: Some(v.1),
             })
             .collect())
     }

@@ -30,6 +30,8 @@ pub enum PutOutcome {
 pub struct BlobMeta {
     pub key: String,
     pub size: u64,
+    /// When the blob was written, where the backend knows.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Streams one new blob. Nothing is visible under the key until [`BlobWriter::finish`]
