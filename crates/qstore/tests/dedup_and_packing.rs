@@ -7,22 +7,9 @@ mod common;
 use common::*;
 use qstore::{CommitOptions, FnSource, PutOptions, Repository};
 
-/// Deterministic incompressible bytes: splitmix64 of the word index, salted.
+/// Incompressible bytes as a function of their offset.
 fn noise(salt: u64) -> impl Fn(u64, &mut [u8]) + Sync {
-    move |offset, buf| {
-        debug_assert_eq!(offset % 8, 0);
-        for (k, w) in buf.chunks_mut(8).enumerate() {
-            let mut z = (offset / 8 + k as u64)
-                .wrapping_add(salt)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            // Keep the doubles finite: clear the top exponent bit.
-            z &= !(1u64 << 62);
-            w.copy_from_slice(&z.to_le_bytes()[..w.len()]);
-        }
-    }
+    move |offset, buf| noise_at(salt, offset, buf)
 }
 
 fn pack_bytes(repo: &Repository) -> u64 {

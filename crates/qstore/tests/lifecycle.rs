@@ -10,18 +10,8 @@ use qstore::{
 use std::path::Path;
 use std::time::Duration;
 
-/// Deterministic incompressible, finite doubles.
 fn noise(salt: u64, buf: &mut [u8]) {
-    for (k, w) in buf.chunks_mut(8).enumerate() {
-        let mut z = (k as u64)
-            .wrapping_add(salt.wrapping_mul(0x1000_0000_0000))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        z &= !(1u64 << 62);
-        w.copy_from_slice(&z.to_le_bytes()[..w.len()]);
-    }
+    noise_at(salt, 0, buf)
 }
 
 fn files_and_bytes(dir: &Path) -> (Vec<String>, u64) {

@@ -225,24 +225,24 @@ impl Repository {
         }
         let shallow = self.shallow()?;
         let mut seen = HashSet::new();
-        let mut stack: Vec<(ObjectId, String)> = Vec::new();
+        // (commit, how it was reached, whether straight from a ref)
+        let mut stack: Vec<(ObjectId, String, bool)> = Vec::new();
         for (r, id) in self.refs()? {
             w.report.refs += 1;
-            stack.push((id, r.key()));
+            stack.push((id, r.key(), true));
         }
-        while let Some((c, via)) = stack.pop() {
+        while let Some((c, via, from_ref)) = stack.pop() {
             if !seen.insert(c) {
                 continue;
             }
             let commit = match self.commit(&c) {
                 Ok(x) => x,
                 Err(e) => {
-                    let kind =
-                        if via.contains('/') && matches!(e, crate::Error::ObjectMissing { .. }) {
-                            "dangling-ref"
-                        } else {
-                            Walk::kind_of(&e)
-                        };
+                    let kind = if from_ref && matches!(e, crate::Error::ObjectMissing { .. }) {
+                        "dangling-ref"
+                    } else {
+                        Walk::kind_of(&e)
+                    };
                     w.report.problems.push(Problem {
                         kind: kind.into(),
                         object: format!("commit {}", c.short()),
@@ -257,7 +257,7 @@ impl Repository {
             w.tree(&commit.tree, "", &c);
             if !shallow.contains(&c) {
                 for p in commit.parents {
-                    stack.push((p, format!("parent of {}", c.short())));
+                    stack.push((p, format!("parent of {}", c.short()), false));
                 }
             }
         }

@@ -114,3 +114,20 @@ pub fn plain_floats(count: usize, seed: u64) -> Vec<f64> {
         .map(|_| rng.random::<f64>() * 2.0 - 1.0)
         .collect()
 }
+
+/// Deterministic incompressible bytes with finite doubles: splitmix64 of the word index
+/// (`offset / 8` onwards), salted.
+pub fn noise_at(salt: u64, offset: u64, buf: &mut [u8]) {
+    for (k, w) in buf.chunks_mut(8).enumerate() {
+        let word = offset / 8 + k as u64;
+        let mut z = word
+            .wrapping_add(salt.wrapping_mul(0x1000_0000_0000))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // Clear the top exponent bit so every double is finite.
+        z &= !(1u64 << 62);
+        w.copy_from_slice(&z.to_le_bytes()[..w.len()]);
+    }
+}
