@@ -675,6 +675,8 @@ impl Repository {
     }
 
     fn create_ref(&self, name: RefName, target: &str) -> Result<ObjectId> {
+        // Shared gc lock: a gc cannot delete the target between the check and the swap.
+        let _guard = self.gc_lock(false)?;
         let id = self.resolve(target)?;
         self.commit(&id)?;
         match self.inner.refs.compare_and_swap(&name, None, Some(id))? {
