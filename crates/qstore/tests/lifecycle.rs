@@ -407,3 +407,32 @@ fn fsck_names_missing_and_corrupt_chunks_dangling_refs_and_truncated_packs() {
             .any(|p| p.kind == "missing" && p.path.as_deref() == Some("a/missing"))
     );
 }
+
+#[test]
+fn a_reader_with_a_stale_index_follows_chunks_into_rewritten_packs() {
+    let (_d, repo) = local_repo(4096);
+    let (mut x, mut y) = (vec![0u8; 16 << 10], vec![0u8; 16 << 10]);
+    noise(1, &mut x);
+    noise(2, &mut y);
+    let mut a = repo.transaction("main").unwrap();
+    let mut b = repo.transaction("main").unwrap();
+    a.put("x", &sv_info(10), &x, &PutOptions::default())
+        .unwrap();
+    b.put("y", &sv_info(10), &y, &PutOptions::default())
+        .unwrap();
+    a.commit(CommitOptions::default()).unwrap();
+    // b is rebased: its first tree and commit, in the same pack as y's chunks, become garbage.
+    b.commit(CommitOptions::default()).unwrap();
+    let stale = Repository::open(repo.address()).unwrap();
+    let r = repo
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            repack_threshold: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(r.packs_rewritten >= 1, "{r:?}");
+    assert_eq!(stale.reader("main", "y").unwrap().read_all().unwrap(), y);
+    assert_eq!(stale.reader("main", "x").unwrap().read_all().unwrap(), x);
+    assert!(repo.fsck(true).unwrap().healthy());
+}

@@ -184,18 +184,7 @@ impl Walk<'_> {
         }
         // The pack may have been rewritten by gc: look the id up.
         let mut buf = vec![0u8; raw_len as usize];
-        self.repo.read_chunk(
-            &ChunkRef::Stored {
-                id: *id,
-                codec: crate::codec::Codec::Raw,
-                location: crate::format::pack::Location {
-                    pack: crate::id::PackId([0; 16]),
-                    offset: 0,
-                    payload_len: 0,
-                },
-            },
-            &mut buf,
-        )
+        self.repo.read_chunk_by_id(id, &mut buf)
     }
 }
 

@@ -94,11 +94,6 @@ impl ObjectIndex {
             .filter(move |(_, o)| o.entry.kind == kind)
     }
 
-    /// Number of packs known.
-    pub fn pack_count(&self) -> usize {
-        self.packs.len()
-    }
-
     /// Number of objects known.
     pub fn len(&self) -> usize {
         self.objects.len()

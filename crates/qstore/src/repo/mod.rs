@@ -118,7 +118,8 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -545,11 +546,7 @@ impl Repository {
                 match self.read_record(location, id, ObjectKind::Chunk, out, &what) {
                     Ok(_) => {}
                     // The pack was rewritten by gc: the id is the truth, the location a hint.
-                    Err(Error::ObjectMissing { .. }) => {
-                        self.reload_index()?;
-                        let o = self.locate(id, ObjectKind::Chunk)?;
-                        self.read_record(&o.location(), id, ObjectKind::Chunk, out, &what)?;
-                    }
+                    Err(Error::ObjectMissing { .. }) => return self.read_chunk_by_id(id, out),
                     Err(e) => return Err(e),
                 }
                 if ObjectId::of_chunk(out) != *id {
@@ -561,6 +558,37 @@ impl Repository {
                 Ok(())
             }
         }
+    }
+
+    /// Read a chunk found by id in the index, rebuilt if stale (after gc rewrote its pack).
+    pub(crate) fn read_chunk_by_id(&self, id: &ObjectId, out: &mut [u8]) -> Result<()> {
+        let what = |o: &index::IndexedObject| {
+            format!(
+                "chunk {} (pack {} offset {})",
+                id.short(),
+                o.pack,
+                o.entry.offset
+            )
+        };
+        // The index usually knows the new location already; rebuild it only when it is stale
+        // too, so a reader of many moved chunks does not rebuild it for each one.
+        let mut o = self.locate(id, ObjectKind::Chunk)?;
+        match self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o)) {
+            Ok(_) => {}
+            Err(Error::ObjectMissing { .. }) => {
+                self.reload_index()?;
+                o = self.locate(id, ObjectKind::Chunk)?;
+                self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o))?;
+            }
+            Err(e) => return Err(e),
+        }
+        if ObjectId::of_chunk(out) != *id {
+            return Err(Error::corrupt(
+                what(&o),
+                "hash mismatch: the stored bytes are damaged",
+            ));
+        }
+        Ok(())
     }
 
     fn read_metadata<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
@@ -818,9 +846,5 @@ impl Repository {
             out.push((c, commit));
         }
         Ok(out)
-    }
-
-    pub(crate) fn now_ms() -> i64 {
-        now_ms()
     }
 }

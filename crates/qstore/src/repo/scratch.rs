@@ -13,10 +13,10 @@
 //! when its process dies the lease expires and `gc` (or the next [`Repository::scratch`])
 //! removes what it left. A live space of another process is never touched.
 
-use super::Repository;
 use super::ingest::{PutOptions, ingest_dense, ingest_sparse};
 use super::reader::StateReader;
 use super::writer::{ChunkStore, PutStats};
+use super::{Repository, now_ms};
 use crate::codec::{Codec, decode};
 use crate::error::{Error, Result};
 use crate::format::manifest::{ChunkRef, Manifest};
@@ -149,10 +149,6 @@ pub(crate) struct ScratchInner {
     closed: AtomicBool,
     stop: Mutex<Option<mpsc::Sender<()>>>,
     renewer: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-fn now_ms() -> i64 {
-    Repository::now_ms()
 }
 
 fn io(p: &Path, e: std::io::Error) -> Error {

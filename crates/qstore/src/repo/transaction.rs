@@ -220,7 +220,7 @@ impl Transaction {
                 tree,
                 message: opts.message.clone(),
                 author: opts.author.clone(),
-                time_ms: Repository::now_ms(),
+                time_ms: super::now_ms(),
                 metadata: opts.metadata.clone(),
             };
             let id = self.writer.put_metadata(&commit)?;

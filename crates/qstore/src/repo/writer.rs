@@ -12,7 +12,7 @@ use crate::format::manifest::{ChunkRef, Manifest};
 use crate::format::pack::{Location, PackWriter};
 use crate::format::record::RecordHeader;
 use crate::format::{MetadataObject, OBJECT_VERSION, ObjectKind, encode_object};
-use crate::id::{ObjectId, PackId};
+use crate::id::ObjectId;
 use crate::state::input::all_zero;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -80,7 +80,6 @@ pub struct ObjectWriter {
     repo: Repository,
     pack: Option<PackWriter>,
     written: HashMap<ObjectId, (Location, Codec)>,
-    packs: Vec<PackId>,
 }
 
 impl ObjectWriter {
@@ -90,7 +89,6 @@ impl ObjectWriter {
             repo,
             pack: None,
             written: HashMap::new(),
-            packs: Vec::new(),
         }
     }
 
@@ -131,7 +129,6 @@ impl ObjectWriter {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .add_pack(id, &entries);
-            self.packs.push(id);
         }
         Ok(())
     }
@@ -160,16 +157,6 @@ impl ObjectWriter {
     /// Make everything written so far durable (finishes the open pack).
     pub fn flush(&mut self) -> Result<()> {
         self.finish_pack()
-    }
-
-    /// Packs this writer has finished.
-    pub fn packs(&self) -> &[PackId] {
-        &self.packs
-    }
-
-    /// True when nothing is waiting in an unfinished pack.
-    pub fn is_flushed(&self) -> bool {
-        self.pack.as_ref().is_none_or(|p| p.is_empty())
     }
 }
 
