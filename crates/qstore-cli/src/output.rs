@@ -134,6 +134,13 @@ pub fn print_stats(s: &RepoStats) {
     if let Some(f) = s.files {
         println!("files on disk:      {f}");
     }
+    println!(
+        "chunk cache:        {} of {} used, {} hits, {} misses (this process)",
+        human_bytes(s.cache.cached_bytes as u128),
+        human_bytes(s.cache.capacity_bytes as u128),
+        s.cache.hits,
+        s.cache.misses
+    );
     if s.damaged_packs > 0 {
         println!(
             "damaged packs:      {} (indexes rebuilt by scanning; run fsck)",

@@ -20,6 +20,7 @@
 //! # Ok::<(), qstore::Error>(())
 //! ```
 
+pub mod cache;
 pub mod codec;
 pub mod error;
 pub mod format;
@@ -39,8 +40,9 @@ pub use path::{RefName, StatePath};
 pub use repo::diff::DiffEntry;
 pub use repo::stats::RepoStats;
 pub use repo::{
-    CommitOptions, EncodingChoice, FsckReport, GcOptions, GcReport, Problem, PutOptions, PutStats,
-    Repository, Scratch, ScratchOptions, ScratchUsage, StateHandle, StateReader, Transaction,
+    CommitOptions, EncodingChoice, FsckReport, GcOptions, GcReport, PendingCommit, Problem,
+    PutOptions, PutStats, Repository, Scratch, ScratchOptions, ScratchUsage, StateHandle,
+    StateReader, Transaction,
 };
 pub use state::dtype::{DType, Encoding, StateKind};
 pub use state::input::{ArrayInfo, DenseSource, FnSource, KindRequest, SliceSource};

@@ -139,7 +139,7 @@ impl Walk<'_> {
             self.report.chunks += 1;
             let res = if self.full {
                 let mut buf = vec![0u8; m.chunk_len(i) as usize];
-                self.repo.read_chunk(c, &mut buf)
+                self.repo.read_chunk_uncached(c, &mut buf)
             } else {
                 self.check_header(id, location, m.chunk_len(i))
             };

@@ -9,8 +9,12 @@ use crate::format::manifest::Manifest;
 use crate::format::tree::StateEntry;
 use crate::state::dtype::{DType, Encoding, StateKind};
 use crate::state::hermitian::is_hermitian;
-use crate::state::input::{ArrayInfo, DenseSource, KindRequest, all_zero, infer_kind, scan};
+use crate::state::input::{
+    ArrayInfo, DenseSource, KindRequest, ScanSummary, all_zero, check_len, infer_kind, scan,
+    scan_chunk,
+};
 use crate::state::sparse::{SparseInput, prepare, stream_len};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -72,77 +76,152 @@ pub fn ingest_dense(
 ) -> Result<(StateEntry, Manifest, PutStats)> {
     check_tags(&opts.tags)?;
     let kind = infer_kind(info, opts.kind)?;
+    if kind == StateKind::DensityMatrix {
+        return ingest_matrix(w, info, src, opts);
+    }
     let chunk_size = w.chunk_size();
-    let summary = scan(src, info, kind, chunk_size)?;
+    let total = check_len(src, info)?;
     let dtype = info.dtype;
     let item = dtype.item_size() as u64;
-    let elements = info.elements().unwrap_or(0);
-    let auto = opts.encoding == EncodingChoice::Auto;
-    let encoding = match kind {
-        StateKind::DensityMatrix if auto && is_hermitian(src, info.shape[0], dtype)? => {
-            Encoding::Hermitian
-        }
-        StateKind::StateVector
-            if auto
-                && stream_len(summary.nnz, item as usize) < summary.nonzero_chunks * chunk_size =>
-        {
-            Encoding::Sparse
-        }
-        _ => Encoding::Dense,
-    };
+    // One pass: read a batch of chunks in parallel, check and measure them in parallel, and
+    // hand them to the sink. While the state might still be stored sparse (a state vector
+    // whose non-zero chunks fit in HOLD_BYTES), its chunks are held back instead, so that a
+    // sparse result leaves nothing behind.
+    let mut holding = kind == StateKind::StateVector && opts.encoding == EncodingChoice::Auto;
+    let mut held: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
+    let mut held_bytes = 0u64;
+    let mut summary = ScanSummary::default();
     let progress = opts.progress.as_deref().map(|p| p as &(dyn Fn(u64) + Sync));
     let mut sink = ChunkSink::new(w, dtype.component_size(), progress);
-    let cs = chunk_size;
-    let total = elements * item;
-    match encoding {
-        Encoding::Dense => {
-            let mut off = 0;
-            while off < total {
-                let mut buf = vec![0u8; cs.min(total - off) as usize];
-                src.read_at(off, &mut buf)?;
+    let n_chunks = total.div_ceil(chunk_size);
+    let batch = (rayon::current_num_threads() * 2).max(4) as u64;
+    let mut c0 = 0;
+    while c0 < n_chunks {
+        let c1 = (c0 + batch).min(n_chunks);
+        let parts: Vec<Result<(Vec<u8>, ScanSummary)>> = (c0..c1)
+            .into_par_iter()
+            .map(|c| {
+                let start = c * chunk_size;
+                let mut buf = vec![0u8; chunk_size.min(total - start) as usize];
+                src.read_at(start, &mut buf)?;
+                let s = scan_chunk(&buf, start, info, kind)?;
+                Ok((buf, s))
+            })
+            .collect();
+        for p in parts {
+            let (buf, s) = p?;
+            summary.add(&s);
+            if !holding {
                 sink.push_chunk(buf)?;
-                off += cs;
+                continue;
             }
-        }
-        Encoding::Sparse => {
-            // Two passes over the source: the indices, then the values.
-            for values in [false, true] {
-                let mut buf = vec![0u8; cs as usize];
-                let mut off = 0;
-                while off < total {
-                    let b = &mut buf[..cs.min(total - off) as usize];
-                    src.read_at(off, b)?;
-                    if !all_zero(b) {
-                        for (k, e) in b.chunks_exact(item as usize).enumerate() {
-                            if all_zero(e) {
-                                continue;
-                            }
-                            if values {
-                                sink.write(e)?;
-                            } else {
-                                sink.write(&(off / item + k as u64).to_le_bytes())?;
-                            }
-                        }
-                    }
-                    off += cs;
+            if s.nonzero_chunks == 0 {
+                held.push((buf.len() as u64, None));
+            } else {
+                held_bytes += buf.len() as u64;
+                held.push((buf.len() as u64, Some(buf)));
+            }
+            if held_bytes > HOLD_BYTES {
+                holding = false;
+                for (len, b) in held.drain(..) {
+                    sink.push_chunk(b.unwrap_or_else(|| vec![0u8; len as usize]))?;
                 }
             }
         }
-        Encoding::Hermitian => {
-            let n = info.shape[0];
-            let mut row = vec![0u8; (n * item) as usize];
-            for i in 0..n {
-                let r = &mut row[..((n - i) * item) as usize];
-                src.read_at((i * n + i) * item, r)?;
-                sink.write(r)?;
+        c0 = c1;
+    }
+    let sparse =
+        holding && stream_len(summary.nnz, item as usize) < summary.nonzero_chunks * chunk_size;
+    if sparse {
+        // The indices, then the values, from the held non-zero chunks.
+        for values in [false, true] {
+            let mut off = 0u64;
+            for (len, b) in &held {
+                if let Some(b) = b {
+                    for (k, e) in b.chunks_exact(item as usize).enumerate() {
+                        if all_zero(e) {
+                            continue;
+                        }
+                        if values {
+                            sink.write(e)?;
+                        } else {
+                            sink.write(&(off / item + k as u64).to_le_bytes())?;
+                        }
+                    }
+                }
+                off += len;
             }
         }
+    } else {
+        for (len, b) in held {
+            sink.push_chunk(b.unwrap_or_else(|| vec![0u8; len as usize]))?;
+        }
     }
+    let encoding = if sparse {
+        Encoding::Sparse
+    } else {
+        Encoding::Dense
+    };
+    finish_entry(sink, info, kind, encoding, summary, opts)
+}
+
+/// Most bytes of non-zero chunks held back while a state vector might still be stored sparse.
+const HOLD_BYTES: u64 = 64 << 20;
+
+/// Density matrices: a measuring pass, a bit-exact Hermitian check, then the chosen layout.
+fn ingest_matrix(
+    w: &mut dyn ChunkStore,
+    info: &ArrayInfo,
+    src: &dyn DenseSource,
+    opts: &PutOptions,
+) -> Result<(StateEntry, Manifest, PutStats)> {
+    let kind = StateKind::DensityMatrix;
+    let summary = scan(src, info, kind, w.chunk_size())?;
+    let dtype = info.dtype;
+    let item = dtype.item_size() as u64;
+    let n = info.shape[0];
+    let hermitian = opts.encoding == EncodingChoice::Auto && is_hermitian(src, n, dtype)?;
+    let progress = opts.progress.as_deref().map(|p| p as &(dyn Fn(u64) + Sync));
+    let cs = w.chunk_size();
+    let mut sink = ChunkSink::new(w, dtype.component_size(), progress);
+    if hermitian {
+        let mut row = vec![0u8; (n * item) as usize];
+        for i in 0..n {
+            let r = &mut row[..((n - i) * item) as usize];
+            src.read_at((i * n + i) * item, r)?;
+            sink.write(r)?;
+        }
+    } else {
+        let total = n * n * item;
+        let mut off = 0;
+        while off < total {
+            let mut buf = vec![0u8; cs.min(total - off) as usize];
+            src.read_at(off, &mut buf)?;
+            sink.push_chunk(buf)?;
+            off += cs;
+        }
+    }
+    let encoding = if hermitian {
+        Encoding::Hermitian
+    } else {
+        Encoding::Dense
+    };
+    finish_entry(sink, info, kind, encoding, summary, opts)
+}
+
+fn finish_entry(
+    sink: ChunkSink<'_>,
+    info: &ArrayInfo,
+    kind: StateKind,
+    encoding: Encoding,
+    summary: ScanSummary,
+    opts: &PutOptions,
+) -> Result<(StateEntry, Manifest, PutStats)> {
     let (m, stats) = sink.finish()?;
     let manifest = encode_object(&m).0;
     let entry = StateEntry {
         kind,
-        dtype,
+        dtype: info.dtype,
         shape: info.shape.clone(),
         encoding,
         manifest,

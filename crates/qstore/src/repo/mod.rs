@@ -4,6 +4,7 @@
 //! [`writer`] (the chunk pipeline), [`ingest`] (encodings), [`transaction`] (the commit
 //! protocol), [`reader`].
 
+pub mod checkpoint;
 pub mod diff;
 pub mod fsck;
 pub mod gc;
@@ -15,6 +16,7 @@ pub mod stats;
 pub mod transaction;
 pub mod writer;
 
+pub use checkpoint::PendingCommit;
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::{EncodingChoice, PutOptions};
@@ -104,6 +106,10 @@ pub(crate) struct Inner {
     local_root: Option<PathBuf>,
     /// The garbage-collection generation the index was built at.
     generation: Mutex<u64>,
+    /// Decoded chunks shared by every reader of this repository.
+    cache: crate::cache::ChunkCache,
+    /// Checkpoints staged by `put_async`.
+    staging: checkpoint::Staging,
 }
 
 /// A repository of versioned quantum states. Cheap to clone; safe to share between threads.
@@ -266,6 +272,13 @@ impl Repository {
                     _ => None,
                 },
                 generation: Mutex::new(0),
+                cache: crate::cache::ChunkCache::new(
+                    std::env::var("QSTORE_CACHE_BYTES")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(crate::cache::DEFAULT_CACHE_BYTES),
+                ),
+                staging: checkpoint::Staging::new(),
             }),
         }
     }
@@ -529,6 +542,36 @@ impl Repository {
 
     /// Read, verify and decode a chunk into `out` (its raw length).
     pub(crate) fn read_chunk(&self, c: &ChunkRef, out: &mut [u8]) -> Result<()> {
+        let ChunkRef::Stored { id, .. } = c else {
+            out.fill(0);
+            return Ok(());
+        };
+        if self.inner.cache.get_into(id, out) {
+            return Ok(());
+        }
+        self.read_chunk_uncached(c, out)?;
+        self.inner.cache.insert(*id, out);
+        Ok(())
+    }
+
+    /// The chunk cache (capacity, hits, misses).
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Set the chunk cache's capacity in bytes (0 turns it off). The default is 64 MiB, or
+    /// `QSTORE_CACHE_BYTES` when set.
+    pub fn set_cache_bytes(&self, bytes: u64) {
+        self.inner.cache.set_capacity(bytes);
+    }
+
+    /// Drop every cached chunk.
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Read, verify and decode a chunk from storage, bypassing the cache (fsck uses this).
+    pub(crate) fn read_chunk_uncached(&self, c: &ChunkRef, out: &mut [u8]) -> Result<()> {
         match c {
             ChunkRef::Zero => {
                 out.fill(0);

@@ -44,6 +44,8 @@ pub struct RepoStats {
     pub overall_ratio: f64,
     /// Packs whose index had to be rebuilt by scanning.
     pub damaged_packs: u64,
+    /// The chunk cache of this process.
+    pub cache: crate::cache::CacheStats,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -116,6 +118,7 @@ impl Repository {
             s.damaged_packs = idx.damaged.len() as u64;
         }
         s.files = self.storage().file_count();
+        s.cache = self.cache_stats();
         s.dedup_ratio = ratio(s.encoded_bytes as f64, s.unique_chunk_bytes as f64);
         s.compression_ratio = ratio(s.unique_chunk_bytes as f64, s.stored_chunk_bytes as f64);
         s.overall_ratio = ratio(s.logical_bytes as f64, s.pack_bytes as f64);

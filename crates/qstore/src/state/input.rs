@@ -224,16 +224,17 @@ pub fn all_zero(b: &[u8]) -> bool {
     words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&x| x == 0)
 }
 
-/// First pass over a dense source: refuse non-finite amplitudes of states, count non-zero
-/// elements and chunks, compute the norm or trace. Reads the source in chunk-sized blocks,
-/// in parallel, holding a bounded number of blocks.
-pub fn scan(
-    src: &dyn DenseSource,
-    info: &ArrayInfo,
-    kind: StateKind,
-    chunk_size: u64,
-) -> Result<ScanSummary> {
-    let item = info.dtype.item_size() as u64;
+impl ScanSummary {
+    /// Add another part's counts.
+    pub fn add(&mut self, o: &ScanSummary) {
+        self.nnz += o.nnz;
+        self.nonzero_chunks += o.nonzero_chunks;
+        self.norm += o.norm;
+    }
+}
+
+/// Check that `src` holds exactly the bytes `info` describes; returns that length.
+pub fn check_len(src: &dyn DenseSource, info: &ArrayInfo) -> Result<u64> {
     let expected = info
         .byte_len()
         .ok_or_else(|| Error::invalid_state("size overflows"))?;
@@ -244,8 +245,64 @@ pub fn scan(
             src.len()
         )));
     }
+    Ok(expected)
+}
+
+/// Check and measure one chunk of a dense array that starts at byte `start`: refuse
+/// non-finite amplitudes of states, count non-zero elements, add up the norm or trace.
+pub fn scan_chunk(
+    buf: &[u8],
+    start: u64,
+    info: &ArrayInfo,
+    kind: StateKind,
+) -> Result<ScanSummary> {
+    let item = info.dtype.item_size() as u64;
     let check_finite = kind != StateKind::Array && info.dtype.is_float();
     let dim = info.shape.first().copied().unwrap_or(1);
+    let mut s = ScanSummary::default();
+    if all_zero(buf) {
+        return Ok(s);
+    }
+    s.nonzero_chunks = 1;
+    let first = start / item;
+    for (k, e) in buf.chunks_exact(item as usize).enumerate() {
+        if all_zero(e) {
+            continue;
+        }
+        s.nnz += 1;
+        if !info.dtype.is_float() {
+            continue;
+        }
+        let idx = first + k as u64;
+        let [re, im] = info.dtype.amplitude(e, 0);
+        if check_finite && !(re.is_finite() && im.is_finite()) {
+            return Err(Error::invalid_state(format!(
+                "element {idx} is not finite ({re} + {im}i); states may not hold NaN or Inf"
+            )));
+        }
+        s.norm += match kind {
+            StateKind::DensityMatrix => {
+                if idx.is_multiple_of(dim + 1) {
+                    re
+                } else {
+                    0.0
+                }
+            }
+            _ => re * re + im * im,
+        };
+    }
+    Ok(s)
+}
+
+/// A whole pass over a dense source with [`scan_chunk`], reading chunk-sized blocks in
+/// parallel and holding a bounded number of them.
+pub fn scan(
+    src: &dyn DenseSource,
+    info: &ArrayInfo,
+    kind: StateKind,
+    chunk_size: u64,
+) -> Result<ScanSummary> {
+    let expected = check_len(src, info)?;
     let n_chunks = expected.div_ceil(chunk_size);
     let batch = (rayon::current_num_threads() * 2).max(4) as u64;
     let mut total = ScanSummary::default();
@@ -256,49 +313,13 @@ pub fn scan(
             .into_par_iter()
             .map(|c| {
                 let start = c * chunk_size;
-                let len = chunk_size.min(expected - start) as usize;
-                let mut buf = vec![0u8; len];
+                let mut buf = vec![0u8; chunk_size.min(expected - start) as usize];
                 src.read_at(start, &mut buf)?;
-                let mut s = ScanSummary::default();
-                if all_zero(&buf) {
-                    return Ok(s);
-                }
-                s.nonzero_chunks = 1;
-                let first = start / item;
-                for (k, e) in buf.chunks_exact(item as usize).enumerate() {
-                    if all_zero(e) {
-                        continue;
-                    }
-                    s.nnz += 1;
-                    if !info.dtype.is_float() {
-                        continue;
-                    }
-                    let idx = first + k as u64;
-                    let [re, im] = info.dtype.amplitude(e, 0);
-                    if check_finite && !(re.is_finite() && im.is_finite()) {
-                        return Err(Error::invalid_state(format!(
-                            "element {idx} is not finite ({re} + {im}i); states may not hold NaN or Inf"
-                        )));
-                    }
-                    s.norm += match kind {
-                        StateKind::DensityMatrix => {
-                            if idx.is_multiple_of(dim + 1) {
-                                re
-                            } else {
-                                0.0
-                            }
-                        }
-                        _ => re * re + im * im,
-                    };
-                }
-                Ok(s)
+                scan_chunk(&buf, start, info, kind)
             })
             .collect();
         for p in parts {
-            let p = p?;
-            total.nnz += p.nnz;
-            total.nonzero_chunks += p.nonzero_chunks;
-            total.norm += p.norm;
+            total.add(&p?);
         }
         c0 = c1;
     }
