@@ -2,6 +2,7 @@
 //! result for people (or JSON with `--json`), and maps errors to exit codes. No storage logic
 //! lives here.
 
+mod bench;
 mod demo;
 mod output;
 mod sparse_json;
@@ -163,6 +164,21 @@ enum Cmd {
     Scratch {
         #[command(subcommand)]
         cmd: ScratchCmd,
+    },
+    /// Measure qstore against raw file I/O on this machine, in one run (see the README).
+    Bench {
+        /// Working directory (created and emptied by the benchmark).
+        #[arg(long, default_value = "qstore-bench")]
+        dir: PathBuf,
+        /// State sizes (powers of two): e.g. 256M,1G,4G.
+        #[arg(long, default_value = "256M,1G,4G", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// State classes: dense, qft, half-zero, ghz.
+        #[arg(long, default_value = "dense,qft,half-zero,ghz", value_delimiter = ',')]
+        classes: Vec<String>,
+        /// Also write the rows to this JSON file.
+        #[arg(long = "json-out")]
+        json_out: Option<PathBuf>,
     },
     /// Commit COUNT small states, printing each commit id once it is durable (used by the
     /// crash and gc tests). With --cycle N, paths repeat every N commits (making garbage).
@@ -486,6 +502,18 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Demo { dir, qubits } => demo::run(&dir, qubits, &out)?,
+        Cmd::Bench {
+            dir,
+            sizes,
+            classes,
+            json_out,
+        } => {
+            let sizes = sizes
+                .iter()
+                .map(|s| bench::parse_size(s))
+                .collect::<Result<Vec<_>>>()?;
+            bench::run(&dir, &sizes, &classes, json_out.as_ref(), &out)?
+        }
         Cmd::Gc {
             dry_run,
             grace,

@@ -390,3 +390,48 @@ fn kill_9_at_random_points_never_loses_a_reported_commit() {
         reported.len()
     );
 }
+
+#[test]
+fn bench_runs_and_reports_every_row_against_its_baseline() {
+    let e = env();
+    let json = e.root.join("bench.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_qstore"))
+        .args([
+            "bench",
+            "--sizes",
+            "64K,1M",
+            "--classes",
+            "dense,ghz",
+            "--dir",
+        ])
+        .arg(e.root.join("bench"))
+        .arg("--json-out")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("qstore put (durable)") && text.contains("raw write+fdatasync"),
+        "{text}"
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 7, "7 rows per class and size");
+    for r in &rows {
+        assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let put = rows
+        .iter()
+        .find(|r| r["class"] == "ghz" && r["op"] == "qstore put (durable)")
+        .unwrap();
+    assert!(
+        put["stored_bytes"].as_u64().unwrap() < 4096,
+        "GHZ is stored sparse: {put}"
+    );
+    assert!(
+        !e.root.join("bench").exists(),
+        "the bench cleans up after itself"
+    );
+}

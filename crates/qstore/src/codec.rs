@@ -46,14 +46,15 @@ impl Codec {
 pub fn shuffle(src: &[u8], elem: usize, dst: &mut Vec<u8>) {
     dst.clear();
     dst.resize(src.len(), 0);
-    if elem <= 1 {
+    let n = src.len() / elem.max(1);
+    if elem <= 1 || n == 0 {
         dst.copy_from_slice(src);
         return;
     }
-    let n = src.len() / elem;
-    for (i, e) in src.chunks_exact(elem).enumerate() {
-        for (b, &v) in e.iter().enumerate() {
-            dst[b * n + i] = v;
+    // One pass per byte plane: sequential writes, a strided read the prefetcher follows.
+    for (b, plane) in dst[..n * elem].chunks_exact_mut(n).enumerate() {
+        for (d, e) in plane.iter_mut().zip(src.chunks_exact(elem)) {
+            *d = e[b];
         }
     }
     dst[n * elem..].copy_from_slice(&src[n * elem..]);
@@ -61,14 +62,14 @@ pub fn shuffle(src: &[u8], elem: usize, dst: &mut Vec<u8>) {
 
 /// Inverse of [`shuffle`]; `src` and `dst` have the same length.
 pub fn unshuffle(src: &[u8], elem: usize, dst: &mut [u8]) {
-    if elem <= 1 {
+    let n = src.len() / elem.max(1);
+    if elem <= 1 || n == 0 {
         dst.copy_from_slice(src);
         return;
     }
-    let n = src.len() / elem;
-    for (i, e) in dst.chunks_exact_mut(elem).enumerate() {
-        for (b, v) in e.iter_mut().enumerate() {
-            *v = src[b * n + i];
+    for (b, plane) in src[..n * elem].chunks_exact(n).enumerate() {
+        for (e, &v) in dst.chunks_exact_mut(elem).zip(plane) {
+            e[b] = v;
         }
     }
     dst[n * elem..].copy_from_slice(&src[n * elem..]);
@@ -110,10 +111,10 @@ pub fn encode_auto(raw: &[u8], elem: usize) -> (Codec, Option<Vec<u8>>) {
         return (Codec::Raw, None);
     }
     let limit = (raw.len() as f64) * (1.0 - MIN_SAVING);
-    let mut sh = Vec::new();
-    shuffle(raw, elem, &mut sh);
-    let l = lz4(&sh);
-    let z = zstd1(&sh);
+    let (l, z) = with_scratch(|sh| {
+        shuffle(raw, elem, sh);
+        (lz4(sh), zstd1(sh))
+    });
     let best = match z {
         // zstd decodes slower than lz4: take it only when it is clearly smaller.
         Some(z) if (z.len() as f64) < (l.len() as f64) * 0.9 => (Codec::ShuffleZstd, z),
@@ -126,20 +127,46 @@ pub fn encode_auto(raw: &[u8], elem: usize) -> (Codec, Option<Vec<u8>>) {
     }
 }
 
+/// Encode `raw` with the codec earlier chunks of the same state chose (`hint`), without
+/// probing or trying the others; raw when that codec does not save [`MIN_SAVING`].
+pub fn encode_hinted(raw: &[u8], elem: usize, hint: Codec) -> (Codec, Option<Vec<u8>>) {
+    if hint == Codec::Raw || raw.is_empty() {
+        return (Codec::Raw, None);
+    }
+    let enc = encode_with(hint, raw, elem);
+    if (enc.len() as f64) < (raw.len() as f64) * (1.0 - MIN_SAVING) {
+        (hint, Some(enc))
+    } else {
+        (Codec::Raw, None)
+    }
+}
+
 /// Encode `raw` with a given codec (used by tests and by metadata objects).
 pub fn encode_with(codec: Codec, raw: &[u8], elem: usize) -> Vec<u8> {
-    let mut sh = Vec::new();
     match codec {
         Codec::Raw => raw.to_vec(),
-        Codec::ShuffleLz4 => {
-            shuffle(raw, elem, &mut sh);
-            lz4(&sh)
-        }
-        Codec::ShuffleZstd => {
-            shuffle(raw, elem, &mut sh);
-            zstd1(&sh).unwrap_or_default()
-        }
+        Codec::ShuffleLz4 => with_scratch(|sh| {
+            shuffle(raw, elem, sh);
+            lz4(sh)
+        }),
+        Codec::ShuffleZstd => with_scratch(|sh| {
+            shuffle(raw, elem, sh);
+            zstd1(sh).unwrap_or_default()
+        }),
     }
+}
+
+thread_local! {
+    /// Each worker's buffer for shuffled bytes, reused across chunks so encoding and
+    /// decoding do not fault in fresh memory for every chunk.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// Decode `payload` into `out`, whose length is the raw length. Never allocates more than
@@ -157,11 +184,11 @@ pub fn decode(codec: Codec, elem: usize, payload: &[u8], out: &mut [u8]) -> Resu
             out.copy_from_slice(payload);
             Ok(())
         }
-        Codec::ShuffleLz4 | Codec::ShuffleZstd => {
-            let mut sh = vec![0u8; out.len()];
+        Codec::ShuffleLz4 | Codec::ShuffleZstd => with_scratch(|sh| {
+            sh.clear();
+            sh.resize(out.len(), 0);
             let n = if codec == Codec::ShuffleLz4 {
-                lz4_flex::block::decompress_into(payload, &mut sh)
-                    .map_err(|e| format!("lz4: {e}"))?
+                lz4_flex::block::decompress_into(payload, sh).map_err(|e| format!("lz4: {e}"))?
             } else {
                 zstd::bulk::decompress_to_buffer(payload, &mut sh[..])
                     .map_err(|e| format!("zstd: {e}"))?
@@ -169,9 +196,9 @@ pub fn decode(codec: Codec, elem: usize, payload: &[u8], out: &mut [u8]) -> Resu
             if n != out.len() {
                 return Err(format!("decoded {n} bytes, expected {}", out.len()));
             }
-            unshuffle(&sh, elem, out);
+            unshuffle(sh, elem, out);
             Ok(())
-        }
+        }),
     }
 }
 

@@ -68,12 +68,14 @@ impl Future for PendingCommit {
     }
 }
 
-/// Counts staged checkpoints of one repository handle.
+/// Counts staged checkpoints of one repository handle and keeps their buffers for reuse, so
+/// a checkpoint loop copies into memory that is already resident.
 #[derive(Default)]
 pub(crate) struct Staging {
     pending: Mutex<usize>,
     freed: Condvar,
     pub(crate) max_pending: Mutex<usize>,
+    pool: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Staging {
@@ -93,9 +95,37 @@ impl Staging {
         *n += 1;
     }
 
-    fn release(&self) {
+    fn release(&self, buf: Vec<u8>) {
+        let max = *self.max_pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < max {
+            pool.push(buf);
+        }
+        drop(pool);
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         self.freed.notify_one();
+    }
+
+    /// A buffer holding a copy of `data`, reusing a pooled one when it is large enough.
+    fn stage(&self, data: &[u8]) -> Vec<u8> {
+        let reused = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let i = pool.iter().position(|b| b.capacity() >= data.len());
+            i.map(|i| pool.swap_remove(i))
+        };
+        match reused {
+            Some(mut b) => {
+                b.clear();
+                b.extend_from_slice(data);
+                b
+            }
+            None => data.to_vec(),
+        }
+    }
+
+    /// Drop the pooled buffers.
+    pub(crate) fn clear_pool(&self) {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -123,7 +153,7 @@ impl Repository {
             .at_path(path));
         }
         self.inner.staging.acquire();
-        let staged = data.to_vec();
+        let staged = self.inner.staging.stage(data);
         let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let (repo, branch, path, info, done) = (
             self.clone(),
@@ -136,10 +166,9 @@ impl Repository {
             let r = (|| {
                 let mut tx = repo.transaction(&branch)?;
                 tx.put(&path, &info, &staged, &opts)?;
-                drop(staged);
                 tx.commit(commit)
             })();
-            repo.inner.staging.release();
+            repo.inner.staging.release(staged);
             let (m, cv) = &*done;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
             s.result = Some(r);
@@ -151,7 +180,8 @@ impl Repository {
         Ok(PendingCommit { slot })
     }
 
-    /// How many checkpoints `put_async` may stage at once (at least 1).
+    /// How many checkpoints `put_async` may stage at once (at least 1); also how many staging
+    /// buffers are kept for reuse.
     pub fn set_max_pending(&self, n: usize) {
         *self
             .inner
@@ -159,5 +189,10 @@ impl Repository {
             .max_pending
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = n.max(1);
+    }
+
+    /// Free the staging buffers kept for reuse by `put_async`.
+    pub fn release_staging_buffers(&self) {
+        self.inner.staging.clear_pool();
     }
 }

@@ -94,15 +94,22 @@ pub fn ingest_dense(
     let progress = opts.progress.as_deref().map(|p| p as &(dyn Fn(u64) + Sync));
     let mut sink = ChunkSink::new(w, dtype.component_size(), progress);
     let n_chunks = total.div_ceil(chunk_size);
-    let batch = (rayon::current_num_threads() * 2).max(4) as u64;
+    let batch = sink.batch_len() as u64;
     let mut c0 = 0;
     while c0 < n_chunks {
         let c1 = (c0 + batch).min(n_chunks);
-        let parts: Vec<Result<(Vec<u8>, ScanSummary)>> = (c0..c1)
-            .into_par_iter()
+        let bufs: Vec<(u64, Vec<u8>)> = (c0..c1)
             .map(|c| {
+                (
+                    c,
+                    sink.buffer(chunk_size.min(total - c * chunk_size) as usize),
+                )
+            })
+            .collect();
+        let parts: Vec<Result<(Vec<u8>, ScanSummary)>> = bufs
+            .into_par_iter()
+            .map(|(c, mut buf)| {
                 let start = c * chunk_size;
-                let mut buf = vec![0u8; chunk_size.min(total - start) as usize];
                 src.read_at(start, &mut buf)?;
                 let s = scan_chunk(&buf, start, info, kind)?;
                 Ok((buf, s))

@@ -541,7 +541,9 @@ impl Repository {
     }
 
     /// Read, verify and decode a chunk into `out` (its raw length).
-    pub(crate) fn read_chunk(&self, c: &ChunkRef, out: &mut [u8]) -> Result<()> {
+    /// Read a chunk through the cache; `keep` says whether a miss is added to it (a large
+    /// sequential read would only evict everything else).
+    pub(crate) fn read_chunk_cached(&self, c: &ChunkRef, out: &mut [u8], keep: bool) -> Result<()> {
         let ChunkRef::Stored { id, .. } = c else {
             out.fill(0);
             return Ok(());
@@ -550,7 +552,9 @@ impl Repository {
             return Ok(());
         }
         self.read_chunk_uncached(c, out)?;
-        self.inner.cache.insert(*id, out);
+        if keep {
+            self.inner.cache.insert(*id, out);
+        }
         Ok(())
     }
 

@@ -32,18 +32,20 @@ pub struct StateReader {
     scratch: Option<Arc<ScratchInner>>,
 }
 
-/// Decode chunk `c` from wherever it lives: a pack of `repo` or a scratch space.
+/// Decode chunk `c` from wherever it lives: a pack of `repo` (through its cache; `keep` adds
+/// a miss to the cache) or a scratch space.
 fn fetch_chunk(
     repo: &Repository,
     scratch: Option<&ScratchInner>,
     c: &ChunkRef,
     out: &mut [u8],
+    keep: bool,
 ) -> Result<()> {
     match (c, scratch) {
         (ChunkRef::Stored { id, location, .. }, Some(s)) if location.pack == SCRATCH_PACK => {
             s.read_chunk(id, out)
         }
-        _ => repo.read_chunk(c, out),
+        _ => repo.read_chunk_cached(c, out, keep),
     }
 }
 
@@ -105,6 +107,7 @@ impl StateReader {
                 self.scratch.as_deref(),
                 &self.manifest.chunks[i],
                 &mut buf,
+                true,
             )
             .map_err(|e| e.at_path(&self.path))?;
             self.cached = Some((i, buf));
@@ -140,11 +143,13 @@ impl StateReader {
             pos += take as u64;
         }
         let repo = &self.repo;
+        // Keep what a read brings in only when the read fits easily in the cache.
+        let keep = (end - offset) * 2 <= repo.cache_stats().capacity_bytes;
         let scratch = self.scratch.as_deref();
         let chunks = &self.manifest.chunks;
         whole
             .into_par_iter()
-            .try_for_each(|(i, buf)| fetch_chunk(repo, scratch, &chunks[i], buf))
+            .try_for_each(|(i, buf)| fetch_chunk(repo, scratch, &chunks[i], buf, keep))
             .map_err(|e| e.at_path(&self.path))
     }
 

@@ -6,13 +6,14 @@
 //! stays bounded to a few chunks per worker.
 
 use super::Repository;
-use crate::codec::{Codec, encode_auto, encode_with};
+use crate::codec::{Codec, encode_auto, encode_hinted, encode_with};
+use crate::error::Error;
 use crate::error::Result;
 use crate::format::manifest::{ChunkRef, Manifest};
 use crate::format::pack::{Location, PackWriter};
 use crate::format::record::RecordHeader;
 use crate::format::{MetadataObject, OBJECT_VERSION, ObjectKind, encode_object};
-use crate::id::ObjectId;
+use crate::id::{ObjectId, PackId};
 use crate::state::input::all_zero;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -75,11 +76,16 @@ impl ChunkStore for ObjectWriter {
     }
 }
 
+/// A pack being finished in the background: its id and index once durable.
+type Finishing = std::thread::JoinHandle<Result<(PackId, Vec<crate::format::pack::IndexEntry>)>>;
+
 /// Appends the objects of one transaction to pack files.
 pub struct ObjectWriter {
     repo: Repository,
     pack: Option<PackWriter>,
     written: HashMap<ObjectId, (Location, Codec)>,
+    /// Full packs being made durable in the background.
+    finishing: Vec<Finishing>,
 }
 
 impl ObjectWriter {
@@ -89,6 +95,7 @@ impl ObjectWriter {
             repo,
             pack: None,
             written: HashMap::new(),
+            finishing: Vec::new(),
         }
     }
 
@@ -115,22 +122,43 @@ impl ObjectWriter {
         let loc = pack.append(header, payload)?;
         self.written.insert(header.id, (loc, header.codec));
         if pack.len() >= self.repo.config().pack_target_bytes {
-            self.finish_pack()?;
+            // Finish a full pack in the background: its fsync overlaps with the chunks that
+            // follow. `flush` waits for it before anything can refer to it.
+            if let Some(p) = self.pack.take() {
+                self.finishing.push(std::thread::spawn(move || p.finish()));
+            }
         }
         Ok(loc)
     }
 
     fn finish_pack(&mut self) -> Result<()> {
+        let mut done = Vec::new();
         if let Some(p) = self.pack.take() {
-            let (id, entries) = p.finish()?;
-            self.repo
-                .inner
-                .index
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .add_pack(id, &entries);
+            done.push(p.finish());
         }
-        Ok(())
+        for t in self.finishing.drain(..) {
+            done.push(t.join().unwrap_or_else(|_| {
+                Err(Error::InvalidArgument(
+                    "a pack-finishing thread panicked".into(),
+                ))
+            }));
+        }
+        let mut first_err = None;
+        for r in done {
+            match r {
+                Ok((id, entries)) => self
+                    .repo
+                    .inner
+                    .index
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add_pack(id, &entries),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Store a metadata object (unless it exists); returns its id.
@@ -172,7 +200,17 @@ pub struct ChunkSink<'w> {
     stream_len: u64,
     stats: PutStats,
     progress: Option<&'w (dyn Fn(u64) + Sync)>,
+    /// The codec most chunks of this stream chose when last probed, and how many batches
+    /// have used it since.
+    hint: Option<Codec>,
+    batches_since_probe: u32,
+    /// Chunk buffers of processed batches, reused so a put does not fault in fresh memory
+    /// for every chunk.
+    free: Vec<Vec<u8>>,
 }
+
+/// Batches encoded with the hinted codec between two full probes.
+const REPROBE_EVERY: u32 = 4;
 
 impl<'w> ChunkSink<'w> {
     /// A sink whose chunks hold elements with `elem`-byte scalar components.
@@ -193,6 +231,9 @@ impl<'w> ChunkSink<'w> {
             stream_len: 0,
             stats: PutStats::default(),
             progress,
+            hint: None,
+            batches_since_probe: 0,
+            free: Vec::new(),
         }
     }
 
@@ -216,6 +257,23 @@ impl<'w> ChunkSink<'w> {
             }
         }
         Ok(())
+    }
+
+    /// A zeroed buffer of `len` bytes, reusing one from an earlier batch when possible.
+    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+        match self.free.pop() {
+            Some(mut b) => {
+                b.clear();
+                b.resize(len, 0);
+                b
+            }
+            None => vec![0u8; len],
+        }
+    }
+
+    /// The number of chunks processed together.
+    pub fn batch_len(&self) -> usize {
+        self.batch
     }
 
     /// Append one whole chunk (exactly the chunk size, or shorter as the last one). Only
@@ -247,11 +305,37 @@ impl<'w> ChunkSink<'w> {
             })
             .collect();
         let elem = self.elem;
+        // Probe every chunk of a batch now and then; in between, use the codec the probes
+        // chose, so incompressible states skip compression and compressible ones skip
+        // trying every codec.
+        let hint = match self.hint {
+            Some(h) if self.batches_since_probe < REPROBE_EVERY => {
+                self.batches_since_probe += 1;
+                Some(h)
+            }
+            _ => None,
+        };
         let encoded: Vec<Option<(Codec, Option<Vec<u8>>)>> = pending
             .par_iter()
             .zip(need.par_iter())
-            .map(|(c, &n)| n.then(|| encode_auto(c, elem)))
+            .map(|(c, &n)| {
+                n.then(|| match hint {
+                    Some(h) => encode_hinted(c, elem, h),
+                    None => encode_auto(c, elem),
+                })
+            })
             .collect();
+        if hint.is_none() {
+            let mut counts = [0usize; 3];
+            for (c, _) in encoded.iter().flatten() {
+                counts[*c as usize] += 1;
+            }
+            if counts.iter().sum::<usize>() > 0 {
+                let best = (0..3).max_by_key(|&i| counts[i]).unwrap_or(0);
+                self.hint = Codec::from_u8(best as u8);
+                self.batches_since_probe = 0;
+            }
+        }
         for ((chunk, id), enc) in pending.iter().zip(ids).zip(encoded) {
             self.stats.chunks += 1;
             self.stream_len += chunk.len() as u64;
@@ -294,6 +378,11 @@ impl<'w> ChunkSink<'w> {
         }
         if let Some(p) = self.progress {
             p(self.stream_len);
+        }
+        for b in pending {
+            if self.free.len() < self.batch && b.capacity() >= self.chunk_size {
+                self.free.push(b);
+            }
         }
         Ok(())
     }
