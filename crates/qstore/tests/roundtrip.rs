@@ -158,6 +158,32 @@ fn one_qubit_and_odd_sizes_on_local_disk() {
 }
 
 #[test]
+fn a_dense_state_smaller_than_one_chunk_stays_dense() {
+    // 1,024 non-zero amplitudes in a 16 KiB state (one short chunk): a sparse stream would be
+    // 24 KiB, larger than the state, so the dense layout must be chosen.
+    let (_d, repo) = local_repo(1 << 20);
+    let data = encode(&floats(2 << 10, 0.0, 7), DType::Complex128);
+    put_one(&repo, "small", &sv_info(10), &data, &PutOptions::default()).unwrap();
+    let e = repo.state("main", "small").unwrap().1;
+    assert_eq!(e.encoding, Encoding::Dense);
+    assert_eq!(e.stream_len, data.len() as u64);
+    // A mostly-zero state of the same size is still stored sparse.
+    let mut few = vec![0.0f64; 2 << 10];
+    few[6] = 1.0;
+    put_one(
+        &repo,
+        "few",
+        &sv_info(10),
+        &encode(&few, DType::Complex128),
+        &PutOptions::default(),
+    )
+    .unwrap();
+    let e = repo.state("main", "few").unwrap().1;
+    assert_eq!(e.encoding, Encoding::Sparse);
+    assert_eq!(e.nnz, 1);
+}
+
+#[test]
 fn ghz_50_is_stored_sparse_and_refuses_to_materialise() {
     let (_d, repo) = local_repo(1 << 20);
     let a = std::f64::consts::FRAC_1_SQRT_2;

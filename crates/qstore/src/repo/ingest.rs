@@ -137,8 +137,9 @@ pub fn ingest_dense(
         }
         c0 = c1;
     }
-    let sparse =
-        holding && stream_len(summary.nnz, item as usize) < summary.nonzero_chunks * chunk_size;
+    // Sparse only when its stream is smaller than the non-zero chunks it replaces (their
+    // real lengths: a state smaller than one chunk has one short chunk).
+    let sparse = holding && stream_len(summary.nnz, item as usize) < held_bytes;
     if sparse {
         // The indices, then the values, from the held non-zero chunks.
         for values in [false, true] {
