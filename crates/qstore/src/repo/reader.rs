@@ -211,20 +211,41 @@ impl StateReader {
                 hi = mid;
             }
         }
+        // Indices and values in batches: one large read of each per batch (reading them one
+        // element at a time would switch between the index and value chunks every element).
+        const BATCH: u64 = 1 << 16;
         let mut prev: Option<u64> = None;
+        let (mut idx, mut vals) = (Vec::new(), Vec::new());
         let mut k = lo;
         while k < nnz {
-            let i = self.sparse_index(k)?;
-            if prev.is_some_and(|p| i <= p) {
-                return Err(self.corrupt_stream(format!("indices not increasing at {i}")));
+            let n = BATCH.min(nnz - k);
+            idx.resize((n * 8) as usize, 0u8);
+            self.read_stream(k * 8, &mut idx)?;
+            let mut m = 0u64;
+            for e in idx.chunks_exact(8) {
+                let i = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+                if prev.is_some_and(|p| i <= p) || i < start {
+                    return Err(self.corrupt_stream(format!("indices not increasing at {i}")));
+                }
+                if i >= stop {
+                    break;
+                }
+                prev = Some(i);
+                m += 1;
             }
-            prev = Some(i);
-            if i >= stop {
+            if m > 0 {
+                vals.resize((m * item) as usize, 0u8);
+                self.read_stream(nnz * 8 + k * item, &mut vals)?;
+                for (e, v) in idx.chunks_exact(8).zip(vals.chunks_exact(item as usize)) {
+                    let i = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+                    let o = ((i - start) * item) as usize;
+                    out[o..o + item as usize].copy_from_slice(v);
+                }
+            }
+            if m < n {
                 break;
             }
-            let o = ((i - start) * item) as usize;
-            self.read_stream(nnz * 8 + k * item, &mut out[o..o + item as usize])?;
-            k += 1;
+            k += n;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! stays bounded to a few chunks per worker.
 
 use super::Repository;
-use crate::codec::{Codec, encode_auto, encode_hinted, encode_with};
+use crate::codec::{Choice, Codec, encode_auto, encode_hinted, encode_with};
 use crate::error::Error;
 use crate::error::Result;
 use crate::format::manifest::{ChunkRef, Manifest};
@@ -167,13 +167,13 @@ impl ObjectWriter {
         if self.written.contains_key(&id) || self.repo.has_object(&id) {
             return Ok(id);
         }
-        let (codec, payload) = encode_auto(&body, 1);
+        let (choice, payload) = encode_auto(&body, 1);
         let payload = payload.unwrap_or_else(|| encode_with(Codec::Raw, &body, 1));
         let header = RecordHeader {
             kind: T::KIND,
             version: OBJECT_VERSION,
-            codec,
-            elem: 1,
+            codec: choice.codec,
+            elem: choice.elem as u8,
             raw_len: body.len() as u64,
             payload_len: payload.len() as u64,
             id,
@@ -202,7 +202,7 @@ pub struct ChunkSink<'w> {
     progress: Option<&'w (dyn Fn(u64) + Sync)>,
     /// The codec most chunks of this stream chose when last probed, and how many batches
     /// have used it since.
-    hint: Option<Codec>,
+    hint: Option<Choice>,
     batches_since_probe: u32,
     /// Chunk buffers of processed batches, reused so a put does not fault in fresh memory
     /// for every chunk.
@@ -315,24 +315,27 @@ impl<'w> ChunkSink<'w> {
             }
             _ => None,
         };
-        let encoded: Vec<Option<(Codec, Option<Vec<u8>>)>> = pending
+        let encoded: Vec<Option<(Choice, Option<Vec<u8>>)>> = pending
             .par_iter()
             .zip(need.par_iter())
             .map(|(c, &n)| {
                 n.then(|| match hint {
-                    Some(h) => encode_hinted(c, elem, h),
+                    Some(h) => encode_hinted(c, h),
                     None => encode_auto(c, elem),
                 })
             })
             .collect();
         if hint.is_none() {
-            let mut counts = [0usize; 3];
+            // The choice most chunks of this batch made becomes the hint.
+            let mut counts: Vec<(Choice, usize)> = Vec::new();
             for (c, _) in encoded.iter().flatten() {
-                counts[*c as usize] += 1;
+                match counts.iter_mut().find(|(k, _)| k == c) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((*c, 1)),
+                }
             }
-            if counts.iter().sum::<usize>() > 0 {
-                let best = (0..3).max_by_key(|&i| counts[i]).unwrap_or(0);
-                self.hint = Codec::from_u8(best as u8);
+            if let Some((best, _)) = counts.iter().max_by_key(|(_, n)| *n) {
+                self.hint = Some(*best);
                 self.batches_since_probe = 0;
             }
         }
@@ -345,13 +348,14 @@ impl<'w> ChunkSink<'w> {
                 continue;
             };
             let (location, codec) = match enc {
-                Some((codec, payload)) => {
+                Some((choice, payload)) => {
+                    let codec = choice.codec;
                     let payload = payload.as_deref().unwrap_or(chunk);
                     let header = RecordHeader {
                         kind: ObjectKind::Chunk,
                         version: OBJECT_VERSION,
                         codec,
-                        elem: elem as u8,
+                        elem: choice.elem as u8,
                         raw_len: chunk.len() as u64,
                         payload_len: payload.len() as u64,
                         id,
