@@ -1,0 +1,117 @@
+//! Engine values as Python objects: state entries and commits as dicts (the Python layer
+//! wraps them in dataclasses), option parsing, and reports as JSON text.
+
+use crate::errors::invalid;
+use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use qstore::{ArrayInfo, Commit, DType, EncodingChoice, KindRequest, ObjectId, StateEntry};
+use std::collections::BTreeMap;
+
+/// A state entry as a dict: path, kind, dtype, shape, encoding, nnz, norm, tags, ...
+pub fn entry_dict<'py>(
+    py: Python<'py>,
+    path: &str,
+    e: &StateEntry,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("path", path)?;
+    d.set_item("kind", e.kind.name())?;
+    d.set_item("dtype", e.dtype.name())?;
+    d.set_item("shape", e.shape.clone())?;
+    d.set_item("encoding", e.encoding.name())?;
+    d.set_item("nnz", e.nnz)?;
+    d.set_item("norm", e.norm)?;
+    d.set_item("stream_bytes", e.stream_len)?;
+    d.set_item("dense_bytes", e.dense_bytes())?;
+    d.set_item("manifest", e.manifest.to_hex())?;
+    d.set_item("tags", e.tags.clone())?;
+    Ok(d)
+}
+
+/// A commit as a dict: id, parents, message, author, time_ms, metadata, tree.
+pub fn commit_dict<'py>(
+    py: Python<'py>,
+    id: &ObjectId,
+    c: &Commit,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", id.to_hex())?;
+    d.set_item(
+        "parents",
+        c.parents.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+    )?;
+    d.set_item("message", &c.message)?;
+    d.set_item("author", &c.author)?;
+    d.set_item("time_ms", c.time_ms)?;
+    d.set_item("metadata", c.metadata.clone())?;
+    d.set_item("tree", c.tree.to_hex())?;
+    Ok(d)
+}
+
+/// A report as JSON text (`json.loads` on the Python side).
+pub fn json<T: serde::Serialize>(v: &T) -> PyResult<String> {
+    serde_json::to_string(v).map_err(|e| invalid(format!("cannot encode report: {e}")))
+}
+
+/// Dtype by its NumPy name (`complex128`, `float32`, ...).
+pub fn dtype(name: &str) -> PyResult<DType> {
+    DType::from_name(name).ok_or_else(|| {
+        invalid(format!(
+            "dtype {name} is not supported (complex64/128, float32/64, (u)int8-64, bool)"
+        ))
+    })
+}
+
+/// Array description from a dtype name and a shape.
+pub fn array_info(dtype_name: &str, shape: Vec<u64>) -> PyResult<ArrayInfo> {
+    Ok(ArrayInfo {
+        dtype: dtype(dtype_name)?,
+        shape,
+    })
+}
+
+/// Put options from the Python arguments.
+pub fn put_options(
+    kind: &str,
+    dense: bool,
+    tags: BTreeMap<String, String>,
+) -> PyResult<qstore::PutOptions> {
+    let kind = match kind {
+        "auto" => KindRequest::Auto,
+        "statevector" => KindRequest::StateVector,
+        "density_matrix" => KindRequest::DensityMatrix,
+        "array" => KindRequest::Array,
+        other => {
+            return Err(invalid(format!(
+                "kind {other:?} is not one of auto, statevector, density_matrix, array"
+            )));
+        }
+    };
+    Ok(qstore::PutOptions {
+        kind,
+        encoding: if dense {
+            EncodingChoice::Dense
+        } else {
+            EncodingChoice::Auto
+        },
+        tags,
+        progress: None,
+    })
+}
+
+/// A read borrow of a 1-D NumPy array handed in by the Python layer (`what` names it in
+/// errors); [`slice`] then gives its elements.
+pub fn readonly<'py, T: Element>(
+    a: &Bound<'py, PyArray1<T>>,
+    what: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    a.try_readonly()
+        .map_err(|e| invalid(format!("{what} cannot be read: {e}")))
+}
+
+/// The contiguous elements of a borrowed array.
+pub fn slice<'a, T: Element>(ro: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
+    ro.as_slice()
+        .map_err(|e| invalid(format!("{what} is not contiguous: {e}")))
+}

@@ -1,0 +1,31 @@
+//! `qstore._native`: the thin PyO3 layer between the qstore engine and the pure-Python
+//! package in `python/qstore`.
+//!
+//! This layer moves bytes, not NumPy semantics: the Python side turns arrays into C-contiguous
+//! `uint8` views of the caller's own buffer (writes) or of a freshly allocated NumPy array
+//! (reads), and this side hands those buffers to the engine without copying. Every call that
+//! does I/O releases the GIL (`Python::detach`); locks of this layer are only taken with the
+//! GIL released, so a thread waiting for one never blocks the interpreter.
+//!
+//! Modules: [`errors`] (engine errors to the `qstore.errors` hierarchy), [`convert`]
+//! (entries, commits and reports to Python objects), [`repository`], [`transaction`],
+//! [`scratch`].
+
+mod convert;
+mod errors;
+mod repository;
+mod scratch;
+mod transaction;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<repository::NativeRepository>()?;
+    m.add_class::<repository::NativePending>()?;
+    m.add_class::<transaction::NativeTransaction>()?;
+    m.add_class::<scratch::NativeScratch>()?;
+    m.add_class::<scratch::NativeHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+"""qstore against the file formats simulation users reach for, in one run, on the same states
+from Qiskit Aer.
+
+For each state class (a dense random circuit, a QFT, QAOA, a GHZ state) and size, and each
+method (qstore; np.save; h5py without compression, gzip and lzf; zarr v3 with its default
+codecs, blosc zstd and blosc lz4 with byte shuffle), it measures:
+
+- write: from the in-memory array until the data is durable (every file fsynced, and the
+  directories holding them), best of ``--repeat`` runs, each into a fresh directory;
+- read cold: after the written files are evicted from the page cache (posix_fadvise
+  DONTNEED after fsync; qstore's chunk cache cleared), back into a NumPy array;
+- read warm: the same read again;
+- stored bytes and number of files; every read is checked bit for bit.
+
+It prints one table per state size with throughputs and ratios to qstore, and writes every
+figure to a JSON file. Run it with the test environment (``scripts/test-all.sh`` creates it):
+
+    target/py-venv/bin/python python/bench/peers.py --qubits 20,22,24 --json-out peers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+import qstore
+
+
+# ---- states ------------------------------------------------------------------------------
+
+
+def aer_state(kind: str, n: int, seed: int = 1) -> np.ndarray:
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.circuit.library import QFTGate
+    from qiskit.circuit.random import random_circuit
+    from qiskit_aer import AerSimulator
+
+    if kind == "random":
+        qc = random_circuit(n, 8, max_operands=2, seed=seed)
+    elif kind == "qft":
+        qc = QuantumCircuit(n)
+        qc.x([0, n // 3, n // 2])
+        qc.append(QFTGate(n), range(n))
+    elif kind == "qaoa":
+        rng = np.random.default_rng(seed)
+        qc = QuantumCircuit(n)
+        qc.h(range(n))
+        for _ in range(2):
+            g, b = rng.uniform(0, np.pi, 2)
+            for i in range(n):
+                qc.rzz(2 * g, i, (i + 1) % n)
+            qc.rx(2 * b, range(n))
+    elif kind == "ghz":
+        qc = QuantumCircuit(n)
+        qc.h(0)
+        for i in range(n - 1):
+            qc.cx(i, i + 1)
+    else:
+        raise SystemExit(f"unknown state class {kind}")
+    sim = AerSimulator(method="statevector", max_parallel_threads=os.cpu_count() or 1)
+    qc = transpile(qc, sim)
+    qc.save_statevector()
+    return np.ascontiguousarray(sim.run(qc).result().get_statevector().data)
+
+
+# ---- durability and cache helpers ---------------------------------------------------------
+
+
+def files_under(path: str) -> List[str]:
+    if os.path.isfile(path):
+        return [path]
+    return [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+
+
+def fsync_tree(path: str) -> None:
+    """fsync every file under ``path`` and every directory on the way (what makes a write
+    survive a power cut)."""
+    dirs = set()
+    for f in files_under(path):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dirs.add(os.path.dirname(f))
+    dirs.add(os.path.dirname(os.path.abspath(path)))
+    for d in dirs:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def evict(path: str) -> None:
+    """Drop the (clean) pages of every file under ``path`` from the page cache."""
+    for f in files_under(path):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def stored_bytes(path: str) -> int:
+    return sum(os.path.getsize(f) for f in files_under(path))
+
+
+# ---- methods: (write(array, dest), read(dest) -> array, cache reset) -----------------------
+
+
+class QstoreMethod:
+    name = "qstore"
+
+    def __init__(self):
+        self.repo = None
+
+    def prepare(self, dest: str) -> None:
+        self.repo = qstore.open(dest)  # creating the repository is set-up, not timed
+
+    def write(self, a: np.ndarray, dest: str) -> None:
+        self.repo.put("state", a, message="bench")  # durable when put returns
+
+    def read(self, dest: str) -> np.ndarray:
+        return self.repo.get("state")
+
+    def reset(self, dest: str) -> None:
+        self.repo = qstore.open(dest, create=False)
+
+
+class NpSave:
+    name = "np.save"
+
+    def write(self, a, dest):
+        with open(dest, "wb") as f:
+            np.save(f, a)
+        fsync_tree(dest)
+
+    def read(self, dest):
+        return np.load(dest)
+
+    def reset(self, dest):
+        pass
+
+
+class H5:
+    def __init__(self, compression, opts=None):
+        self.compression = compression
+        self.opts = opts
+        self.name = f"h5py {compression or 'none'}"
+
+    def write(self, a, dest):
+        import h5py
+
+        kw = {}
+        if self.compression:
+            kw = dict(compression=self.compression, compression_opts=self.opts, chunks=True)
+        with h5py.File(dest, "w") as f:
+            f.create_dataset("state", data=a, **kw)
+        fsync_tree(dest)
+
+    def read(self, dest):
+        import h5py
+
+        with h5py.File(dest, "r") as f:
+            return f["state"][()]
+
+    def reset(self, dest):
+        pass
+
+
+class Zarr:
+    def __init__(self, label, compressor_factory):
+        self.name = f"zarr {label}"
+        self.factory = compressor_factory
+
+    def write(self, a, dest):
+        import zarr
+
+        kw = {}
+        if self.factory is not None:
+            kw["compressors"] = [self.factory()]
+        z = zarr.create_array(
+            store=dest, shape=a.shape, dtype=a.dtype, chunks=(min(a.shape[0], 1 << 16),), **kw
+        )
+        z[:] = a
+        fsync_tree(dest)
+
+    def read(self, dest):
+        import zarr
+
+        return zarr.open_array(dest, mode="r")[:]
+
+    def reset(self, dest):
+        pass
+
+
+def methods() -> List:
+    from zarr.codecs import BloscCodec
+
+    return [
+        QstoreMethod(),
+        NpSave(),
+        H5(None),
+        H5("gzip", 4),
+        H5("lzf"),
+        Zarr("default", None),
+        Zarr("blosc-zstd", lambda: BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")),
+        Zarr("blosc-lz4", lambda: BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")),
+    ]
+
+
+# ---- measurement -----------------------------------------------------------------------------
+
+
+def clear(dest: str) -> None:
+    if os.path.isdir(dest):
+        shutil.rmtree(dest)
+    elif os.path.exists(dest):
+        os.remove(dest)
+
+
+def measure(m, a: np.ndarray, workdir: str, repeat: int) -> Dict:
+    best = float("inf")
+    dest = ""
+    for r in range(repeat):
+        if dest:
+            clear(dest)
+        dest = os.path.join(workdir, f"{m.name.replace(' ', '_')}_{r}")
+        getattr(m, "prepare", lambda d: None)(dest)
+        t = time.perf_counter()
+        m.write(a, dest)
+        best = min(best, time.perf_counter() - t)
+    evict(dest)
+    m.reset(dest)
+    t = time.perf_counter()
+    back = m.read(dest)
+    cold = time.perf_counter() - t
+    ok = back.dtype == a.dtype and back.shape == a.shape and back.tobytes() == a.tobytes()
+    del back
+    t = time.perf_counter()
+    back = m.read(dest)
+    warm = time.perf_counter() - t
+    ok = ok and back.tobytes() == a.tobytes()
+    del back
+    row = dict(
+        method=m.name,
+        write_s=best,
+        read_cold_s=cold,
+        read_warm_s=warm,
+        stored_bytes=stored_bytes(dest),
+        files=len(files_under(dest)),
+        bit_exact=bool(ok),
+    )
+    clear(dest)
+    return row
+
+
+def gib(x: float) -> str:
+    return f"{x / (1 << 30):6.2f}"
+
+
+def size_str(b: int) -> str:
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if b >= div:
+            return f"{b / div:.2f} {unit}"
+    return f"{b} B"
+
+
+def print_table(n: int, kind: str, nbytes: int, rows: List[Dict]) -> None:
+    q = next(r for r in rows if r["method"] == "qstore")
+    print(f"\n{kind} state, {n} qubits, {size_str(nbytes)} (complex128)")
+    print(
+        f"{'method':18} {'write GiB/s':>11} {'cold GiB/s':>10} {'warm GiB/s':>10}"
+        f" {'stored':>11} {'files':>5}  {'qstore is: write / cold / warm faster, x smaller':>48}"
+    )
+    for r in rows:
+        w, c, h = (nbytes / r[k] for k in ("write_s", "read_cold_s", "read_warm_s"))
+        ratios = (
+            f"{r['write_s'] / q['write_s']:5.2f}x / {r['read_cold_s'] / q['read_cold_s']:5.2f}x"
+            f" / {r['read_warm_s'] / q['read_warm_s']:5.2f}x, {r['stored_bytes'] / max(q['stored_bytes'], 1):7.2f}x"
+        )
+        flag = "" if r["bit_exact"] else "  NOT BIT-EXACT"
+        print(
+            f"{r['method']:18} {gib(w):>11} {gib(c):>10} {gib(h):>10} {size_str(r['stored_bytes']):>11}"
+            f" {r['files']:>5}  {ratios:>48}{flag}"
+        )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--qubits", default="20,22,24", help="state sizes, comma-separated")
+    p.add_argument("--classes", default="random,qft,qaoa,ghz")
+    p.add_argument("--repeat", type=int, default=2, help="writes per method (best is kept)")
+    p.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    p.add_argument("--json-out", default="peers-bench.json")
+    args = p.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix="qstore-peers-", dir=args.dir)
+    results = []
+    try:
+        for n in [int(x) for x in args.qubits.split(",")]:
+            for kind in args.classes.split(","):
+                a = aer_state(kind, n)
+                rows = [measure(m, a, workdir, args.repeat) for m in methods()]
+                print_table(n, kind, a.nbytes, rows)
+                sys.stdout.flush()
+                results.append(dict(qubits=n, state=kind, bytes=a.nbytes, rows=rows))
+                del a
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta = dict(
+        date=time.strftime("%Y-%m-%d"),
+        cpus=os.cpu_count(),
+        qstore=qstore.__version__,
+        numpy=np.__version__,
+    )
+    with open(args.json_out, "w") as f:
+        json.dump(dict(meta=meta, results=results), f, indent=1)
+    print(f"\nfigures written to {args.json_out}")
+    bad = [r for res in results for r in res["rows"] if not r["bit_exact"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it and .ci/run runs it:
+# 1. the Rust workspace tests (engine, CLI);
+# 2. the Python package: a virtual environment under target/py-venv (created once, reused),
+#    its test requirements from PyPI, the package built from python/ with maturin and
+#    installed, then its pytest suite (real Qiskit Aer, PennyLane and Cirq states).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --workspace
+
+venv=target/py-venv
+if [ ! -x "$venv/bin/python" ]; then
+    "${PYTHON:-python3}" -m venv "$venv"
+fi
+export VIRTUAL_ENV="$PWD/$venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
+python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
+    --force-reinstall ./python
+python -m pytest -q python/tests
