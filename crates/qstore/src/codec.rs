@@ -124,10 +124,12 @@ fn sample(raw: &[u8], elem: usize) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Rank the candidates (lz4 and zstd, each with and without byte shuffle) on a sample of
-/// `raw` and return the best, or `None` when none saves [`MIN_SAVING`] there. zstd is taken
-/// only when clearly smaller than lz4, which decodes faster. Ranking on a 32 KiB sample costs
-/// a few percent of encoding the chunk once; only the winner then runs on the whole chunk.
-fn rank(raw: &[u8], elem: usize) -> Option<Choice> {
+/// `raw`: the best, and the best of the other compressor as a fallback, or `None` when none
+/// saves [`MIN_SAVING`] there. zstd is taken first only when clearly smaller than lz4, which
+/// decodes faster. Ranking on a 32 KiB sample costs a few percent of encoding the chunk once;
+/// only the winner then runs on the whole chunk (and the fallback when the winner does not
+/// save enough there).
+fn rank(raw: &[u8], elem: usize) -> Option<(Choice, Option<Choice>)> {
     let s = sample(raw, elem);
     let widths: &[usize] = if elem > 1 { &[elem, 1] } else { &[1] };
     let mut lz: Option<(Choice, usize)> = None;
@@ -165,13 +167,19 @@ fn rank(raw: &[u8], elem: usize) -> Option<Choice> {
             z,
         );
     }
-    let best = match (lz, zs) {
-        (Some(l), Some(z)) if (z.1 as f64) < (l.1 as f64) * 0.9 => z,
-        (Some(l), _) => l,
-        (None, Some(z)) => z,
+    let saves = |len: usize| (len as f64) < (s.len() as f64) * (1.0 - MIN_SAVING);
+    let (best, other) = match (lz, zs) {
+        (Some(l), Some(z)) if (z.1 as f64) < (l.1 as f64) * 0.9 => (z, Some(l)),
+        (Some(l), z) => (l, z),
+        (None, Some(z)) => (z, None),
         (None, None) => return None,
     };
-    ((best.1 as f64) < (s.len() as f64) * (1.0 - MIN_SAVING)).then_some(best.0)
+    let other = other.filter(|o| saves(o.1)).map(|o| o.0);
+    if saves(best.1) {
+        Some((best.0, other))
+    } else {
+        other.map(|o| (o, None))
+    }
 }
 
 /// Choose and apply a codec for `raw`, whose scalar components are `elem` bytes wide (see
@@ -181,7 +189,10 @@ pub fn encode_auto(raw: &[u8], elem: usize) -> (Choice, Option<Vec<u8>>) {
         return (Choice::RAW, None);
     }
     match rank(raw, elem) {
-        Some(c) => encode_hinted(raw, c),
+        Some((first, fallback)) => match (encode_hinted(raw, first), fallback) {
+            ((Choice::RAW, _), Some(f)) => encode_hinted(raw, f),
+            (done, _) => done,
+        },
         None => (Choice::RAW, None),
     }
 }
