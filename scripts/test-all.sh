@@ -18,4 +18,6 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
 python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
     --force-reinstall ./python
+# The simulator tests drive the qstore binary that `cargo test` built.
+export QSTORE_BIN="$PWD/target/debug/qstore"
 python -m pytest -q python/tests

@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod output;
+mod run;
 mod sparse_json;
 
 use anyhow::{Context, Result, anyhow};
@@ -180,6 +181,46 @@ enum Cmd {
         #[arg(long = "json-out")]
         json_out: Option<PathBuf>,
     },
+    /// Simulate an OpenQASM 2.0 circuit into the repository (created when missing), with
+    /// asynchronous checkpoints; `--resume` continues from the latest checkpoint of the branch.
+    Run {
+        /// The circuit file (OpenQASM 2.0).
+        circuit: PathBuf,
+        /// Branch of the run (created from main when missing).
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// State path of the final state (default `final`), or the prefix of a study's results
+        /// (default `study`).
+        #[arg(long)]
+        output: Option<String>,
+        /// Checkpoint every N operations (`1000`) or every T (`30s`, `5m`).
+        #[arg(long, value_parser = run::parse_every)]
+        checkpoint_every: Option<qstore_sim::Every>,
+        /// Continue from the latest checkpoint of the branch.
+        #[arg(long)]
+        resume: bool,
+        /// Seed of the measurement RNG.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Fault injection for tests: abort after N operations.
+        #[arg(long, hide = true)]
+        abort_after: Option<usize>,
+        /// A noise channel (repeatable): `depolarizing:p1=1e-3,p2=1e-2`,
+        /// `amplitude_damping:gamma=1e-3`, `phase_damping:lambda=1e-3`, `readout:p=0.02`.
+        #[arg(long)]
+        noise: Vec<String>,
+        /// Run a noisy Monte-Carlo study of this many trajectories.
+        #[arg(long)]
+        trajectories: Option<usize>,
+        /// Shots sampled from each trajectory's final state.
+        #[arg(long, default_value_t = 1)]
+        shots_per_trajectory: usize,
+        /// What a study stores: counts, density (averaged density matrix, up to 12 qubits),
+        /// states (every trajectory's final state). Default: counts, plus density up to 10
+        /// qubits.
+        #[arg(long, value_delimiter = ',')]
+        save: Vec<String>,
+    },
     /// Commit COUNT small states, printing each commit id once it is durable (used by the
     /// crash and gc tests). With --cycle N, paths repeat every N commits (making garbage).
     #[command(hide = true)]
@@ -285,6 +326,12 @@ fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`qstore ls | head`), as command-line tools do, instead of
+    // panicking in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let json = cli.json;
     if let Err(e) = run(cli) {
@@ -301,6 +348,25 @@ fn main() {
 fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<UsageError>().is_some() {
         return exit::USAGE;
+    }
+    match e.downcast_ref::<qstore_sim::SimError>() {
+        Some(qstore_sim::SimError::Qasm { .. } | qstore_sim::SimError::TooManyQubits(..)) => {
+            return exit::INVALID_INPUT;
+        }
+        Some(qstore_sim::SimError::CircuitChanged { .. }) => return exit::CONFLICT,
+        Some(qstore_sim::SimError::NoCheckpoint(_)) => return exit::NOT_FOUND,
+        Some(qstore_sim::SimError::BadCheckpoint { .. }) => return exit::CORRUPT,
+        Some(qstore_sim::SimError::Store(inner)) => {
+            return match inner.category() {
+                ErrorCategory::NotFound => exit::NOT_FOUND,
+                ErrorCategory::Conflict => exit::CONFLICT,
+                ErrorCategory::Corrupt => exit::CORRUPT,
+                ErrorCategory::InvalidInput => exit::INVALID_INPUT,
+                ErrorCategory::QuotaExceeded => exit::QUOTA,
+                ErrorCategory::Io => exit::OTHER,
+            };
+        }
+        None => {}
     }
     match e
         .chain()
@@ -502,6 +568,70 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Demo { dir, qubits } => demo::run(&dir, qubits, &out)?,
+        Cmd::Run {
+            circuit,
+            branch,
+            output,
+            checkpoint_every,
+            resume,
+            seed,
+            abort_after,
+            noise,
+            trajectories,
+            shots_per_trajectory,
+            save,
+        } => {
+            let address = repo_address(&cli.repo)?;
+            match trajectories {
+                Some(t) => {
+                    if resume || checkpoint_every.is_some() {
+                        return Err(UsageError(
+                            "--resume and --checkpoint-every apply to single runs, not to --trajectories".into(),
+                        )
+                        .into());
+                    }
+                    let mut model = qstore_sim::NoiseModel::default();
+                    for spec in &noise {
+                        model.add(spec).map_err(UsageError)?;
+                    }
+                    run::study(
+                        &address,
+                        &circuit,
+                        run::Study {
+                            branch,
+                            prefix: output.unwrap_or_else(|| "study".into()),
+                            trajectories: t,
+                            shots: shots_per_trajectory,
+                            seed,
+                            noise: model,
+                            save,
+                        },
+                        &out,
+                    )?
+                }
+                None => {
+                    if !noise.is_empty() {
+                        return Err(UsageError(
+                            "--noise needs --trajectories N (noise is simulated by Monte-Carlo trajectories)".into(),
+                        )
+                        .into());
+                    }
+                    run::run(
+                        &address,
+                        &circuit,
+                        qstore_sim::RunOptions {
+                            branch,
+                            output: output.unwrap_or_else(|| "final".into()),
+                            checkpoint_every,
+                            resume,
+                            seed,
+                            abort_after,
+                        },
+                        &out,
+                    )?
+                }
+            }
+        }
         Cmd::Bench {
             dir,
             sizes,

@@ -1,0 +1,167 @@
+//! `qstore run`: simulate an OpenQASM 2 circuit with qstore-sim, checkpointing into the
+//! repository, and print the run summary.
+
+use crate::output::{Out, human_bytes};
+use anyhow::{Context, Result};
+use qstore::Repository;
+use qstore_sim::{Every, NoiseModel, RunOptions, SimError, StudyOptions};
+use serde_json::json;
+use std::path::Path;
+
+/// `1000` (operations) or `30s`, `5m`, `1h` (time).
+pub fn parse_every(s: &str) -> std::result::Result<Every, String> {
+    if let Ok(n) = s.parse::<usize>() {
+        if n == 0 {
+            return Err("--checkpoint-every must be positive".into());
+        }
+        return Ok(Every::Ops(n));
+    }
+    crate::parse_duration(s).map(Every::Time)
+}
+
+fn load(circuit: &Path) -> Result<(String, qstore_sim::Program)> {
+    let source = std::fs::read_to_string(circuit)
+        .with_context(|| format!("cannot read {}", circuit.display()))?;
+    let program = qstore_sim::parse(&source).map_err(|e| SimError::Qasm {
+        path: circuit.display().to_string(),
+        error: e,
+    })?;
+    Ok((source, program))
+}
+
+/// A noisy study as the command line gives it.
+pub struct Study {
+    pub branch: String,
+    pub prefix: String,
+    pub trajectories: usize,
+    pub shots: usize,
+    pub seed: u64,
+    pub noise: NoiseModel,
+    pub save: Vec<String>,
+}
+
+/// Run a noisy Monte-Carlo study of `circuit` on the repository at `address`.
+pub fn study(address: &str, circuit: &Path, s: Study, out: &Out) -> Result<()> {
+    let (source, program) = load(circuit)?;
+    for w in &s.save {
+        if !["counts", "density", "states"].contains(&w.as_str()) {
+            return Err(
+                crate::UsageError(format!("--save {w}: use counts, density or states")).into(),
+            );
+        }
+    }
+    let explicit = !s.save.is_empty();
+    let opts = StudyOptions {
+        branch: s.branch.clone(),
+        prefix: s.prefix.clone(),
+        trajectories: s.trajectories,
+        shots: s.shots,
+        seed: s.seed,
+        noise: s.noise,
+        density: if explicit {
+            s.save.iter().any(|w| w == "density")
+        } else {
+            program.qubits <= 10
+        },
+        states: s.save.iter().any(|w| w == "states"),
+        scratch_quota: 64 << 30,
+    };
+    let repo = Repository::open_or_init(address)?;
+    let r = qstore_sim::study(&repo, &source, &program, &opts)?;
+    out.emit(
+        json!({
+            "circuit": circuit.display().to_string(), "qubits": r.qubits,
+            "trajectories": r.trajectories, "shots": r.shots, "error_free": r.error_free,
+            "distinct_states": r.distinct_states, "outcomes": r.outcomes, "seconds": r.seconds,
+            "scratch_peak_bytes": r.scratch_peak_bytes, "branch": s.branch, "prefix": s.prefix,
+            "commit": r.commit,
+        }),
+        || {
+            let mut t = format!(
+                "{}: {} qubits, {} trajectories, {} shots in {:.2} s; {} without an error event\n",
+                circuit.display(),
+                r.qubits,
+                r.trajectories,
+                r.shots,
+                r.seconds,
+                r.error_free
+            );
+            if opts.states {
+                t += &format!(
+                    "final states: {} distinct of {} (through a scratch space, peak {})\n",
+                    r.distinct_states,
+                    r.trajectories,
+                    human_bytes(r.scratch_peak_bytes as u128)
+                );
+            }
+            t += &format!(
+                "stored under {}/ on branch {} (commit {}): counts ({} outcomes){}{}",
+                s.prefix,
+                s.branch,
+                &r.commit[..12.min(r.commit.len())],
+                r.outcomes,
+                if opts.density { ", density_matrix" } else { "" },
+                if opts.states { ", trajectories/" } else { "" }
+            );
+            t
+        },
+    );
+    Ok(())
+}
+
+/// Run `circuit` on the repository at `address` (created when missing).
+pub fn run(address: &str, circuit: &Path, opts: RunOptions, out: &Out) -> Result<()> {
+    let (source, program) = load(circuit)?;
+    let repo = Repository::open_or_init(address)?;
+    let r = qstore_sim::run(&repo, &source, &program, &opts)?;
+    let overhead = r.checkpoint_overhead();
+    out.emit(
+        json!({
+            "circuit": circuit.display().to_string(), "qubits": r.qubits, "gates": r.gates,
+            "operations_run": r.ops, "resumed_from": r.resumed_from, "already_done": r.already_done,
+            "seconds": r.wall_seconds, "checkpoints": r.checkpoints,
+            "checkpoint_bytes": r.checkpoint_bytes, "checkpoint_seconds": r.checkpoint_seconds,
+            "checkpoint_overhead": overhead, "branch": opts.branch, "output": r.output,
+            "commit": r.final_commit, "clbits": r.clbits,
+        }),
+        || {
+            if r.already_done {
+                return format!(
+                    "{}: already finished on branch {} (commit {}); nothing to do",
+                    circuit.display(),
+                    opts.branch,
+                    &r.final_commit[..12.min(r.final_commit.len())]
+                );
+            }
+            let mut s = format!(
+                "{}: {} qubits, {} gates; {} operations run{} in {:.2} s\n",
+                circuit.display(),
+                r.qubits,
+                r.gates,
+                r.ops,
+                r.resumed_from
+                    .map(|k| format!(" (resumed at operation {k})"))
+                    .unwrap_or_default(),
+                r.wall_seconds
+            );
+            s += &format!(
+                "checkpoints: {} ({} written asynchronously), {:.3} s of simulation time, overhead {:.1}%\n",
+                r.checkpoints,
+                human_bytes(r.checkpoint_bytes as u128),
+                r.checkpoint_seconds,
+                overhead * 100.0
+            );
+            s += &format!(
+                "final state: {} on branch {} (commit {})",
+                r.output,
+                opts.branch,
+                &r.final_commit[..12.min(r.final_commit.len())]
+            );
+            if !r.clbits.is_empty() {
+                s += &format!(", classical bits {}", r.clbits.chars().rev().collect::<String>());
+            }
+            s
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `qstore run`: a run stopped by a crash at many points (abort, like kill -9) resumes to the
+//! bit-identical final state; a changed circuit and bad OpenQASM are refused with their exit
+//! codes.
+
+use qstore::Repository;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn qstore(repo: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qstore"))
+        .env("QSTORE_REPO", repo)
+        .args(args)
+        .output()
+        .expect("runs qstore")
+}
+
+fn circuit(n: usize, layers: usize) -> String {
+    let mut s = format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\ncreg c[{n}];\n");
+    for l in 0..layers {
+        for q in 0..n {
+            s += &format!(
+                "rx({}) q[{q}];\nrz({}) q[{q}];\n",
+                0.3 + 0.01 * q as f64,
+                0.1 * l as f64
+            );
+        }
+        for q in 0..n - 1 {
+            s += &format!("cx q[{q}], q[{}];\n", q + 1);
+        }
+        s += &format!("measure q[{}] -> c[{}];\n", l % n, l % n);
+    }
+    s
+}
+
+#[test]
+fn a_crashed_run_resumes_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("states");
+    let file = dir.path().join("c.qasm");
+    std::fs::write(&file, circuit(12, 10)).unwrap();
+    let f = file.to_str().unwrap();
+    let o = qstore(&repo, &["run", f, "--branch", "clean", "--seed", "7"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = Repository::open(repo.to_str().unwrap()).unwrap();
+    let want = r.reader("clean", "final").unwrap().read_all().unwrap();
+    for (k, stop) in [3usize, 40, 111, 230, 333].iter().enumerate() {
+        let b = format!("crash{k}");
+        let o = qstore(
+            &repo,
+            &[
+                "run",
+                f,
+                "--branch",
+                &b,
+                "--seed",
+                "7",
+                "--checkpoint-every",
+                "9",
+                "--abort-after",
+                &stop.to_string(),
+            ],
+        );
+        assert!(!o.status.success(), "the run was meant to crash");
+        let o = qstore(&repo, &["run", f, "--branch", &b, "--resume", "--json"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        if *stop < 9 {
+            // Crashed before its first checkpoint: nothing to resume.
+            assert_eq!(
+                o.status.code(),
+                Some(3),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            continue;
+        }
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(text.contains("\"resumed_from\""), "{text}");
+        let r = Repository::open(repo.to_str().unwrap()).unwrap();
+        assert_eq!(
+            r.reader(&b, "final").unwrap().read_all().unwrap(),
+            want,
+            "crash at {stop}"
+        );
+    }
+    // The circuit file changed: --resume refuses (exit 4) and names both hashes.
+    std::fs::write(&file, circuit(12, 9)).unwrap();
+    let o = qstore(&repo, &["run", f, "--branch", "crash1", "--resume"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("circuit changed"));
+}
+
+#[test]
+fn bad_openqasm_is_refused_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.qasm");
+    std::fs::write(
+        &file,
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\nfoo q[0];\n",
+    )
+    .unwrap();
+    let o = qstore(&dir.path().join("r"), &["run", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(6));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("line 4") && e.contains("unknown gate foo"),
+        "{e}"
+    );
+}

@@ -1,0 +1,43 @@
+//! qstore-sim: a state-vector simulator for OpenQASM 2 circuits that checkpoints into a
+//! qstore repository while it computes and resumes exactly where it stopped.
+//!
+//! Modules: [`qasm`] (the OpenQASM 2 front end), [`circuit`] (operations and the built-in
+//! gates), [`statevector`] (the complex128 engine), [`runner`] (checkpoints, resume and the
+//! final commit), [`noise`] and [`study`] (noisy Monte-Carlo trajectories). It depends on the engine; the engine knows nothing of it.
+
+pub mod circuit;
+pub mod noise;
+pub mod qasm;
+pub mod runner;
+pub mod statevector;
+pub mod study;
+
+pub use circuit::{Gate, Op, Program};
+pub use noise::NoiseModel;
+pub use qasm::{QasmError, parse};
+pub use runner::{Every, RunOptions, RunReport, run};
+pub use statevector::StateVector;
+pub use study::{StudyOptions, StudyReport, study};
+
+/// Errors of a simulation run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{path}: {error}")]
+    Qasm { path: String, error: QasmError },
+    #[error(transparent)]
+    Store(#[from] qstore::Error),
+    #[error("{0} qubits are too many for a state vector in memory (at most {1})")]
+    TooManyQubits(usize, usize),
+    #[error(
+        "the circuit changed since the checkpoint on branch {branch} (checkpoint circuit {expected}, this file {actual}); run without --resume to start over"
+    )]
+    CircuitChanged {
+        branch: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("nothing to resume on branch {0}: it has no checkpoint of a run; run without --resume")]
+    NoCheckpoint(String),
+    #[error("checkpoint {commit} is unreadable: {detail}")]
+    BadCheckpoint { commit: String, detail: String },
+}
