@@ -1,9 +1,11 @@
-//! `qstore demo`: the README's main job. Generates a realistic workload in process (GHZ and
-//! W states, a QFT of a basis state computed analytically, a Haar-random state, a family of
-//! 32 noisy trajectories that share most chunks, a mixed density matrix), stores it in a fresh
-//! local repository with tags, a branch and a diff, reads everything back bit-exactly, and
-//! reports sizes, ratios, files and throughput next to a raw-write baseline measured in the
-//! same run.
+//! `qstore demo`: the README's main job. First it simulates two bundled circuits with
+//! qstore-sim: a QFT with asynchronous checkpoints (branch `sim-qft`) and a noisy
+//! Bernstein-Vazirani study of 200 Monte-Carlo trajectories through a scratch space (branch
+//! `sim-noisy`). Then it stores a generated workload (GHZ and W states, a QFT of a basis
+//! state computed analytically, a Haar-random state, a family of 32 noisy trajectories that
+//! share most chunks, a mixed density matrix) with tags, a branch and a diff, reads everything
+//! back bit-exactly, and reports time, checkpoint and write throughput next to a raw-write
+//! baseline measured in the same run, sizes, dedup and compression ratios, and files.
 
 use crate::output::{Out, human_bytes};
 use anyhow::{Context, Result, bail};
@@ -129,6 +131,94 @@ fn raw_write_baseline(dir: &Path, data: &[u8]) -> Result<f64> {
     Ok(data.len() as f64 / secs)
 }
 
+/// The bundled QFT circuit on `n` qubits (OpenQASM 2, as Qiskit writes it).
+pub fn qft_circuit(n: u32) -> String {
+    let mut s = format!("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\n");
+    s += "x q[0];\nx q[2];\n";
+    for j in (0..n).rev() {
+        s += &format!("h q[{j}];\n");
+        for k in (0..j).rev() {
+            s += &format!("cp(pi/{}) q[{k}],q[{j}];\n", 1u64 << (j - k));
+        }
+    }
+    for j in 0..n / 2 {
+        s += &format!("swap q[{j}],q[{}];\n", n - 1 - j);
+    }
+    s
+}
+
+/// The bundled Bernstein-Vazirani circuit: `n` data qubits, secret 1011..., measured.
+pub fn bv_circuit(n: u32) -> String {
+    let mut s = format!(
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{}];\ncreg c[{n}];\nx q[{n}];\n",
+        n + 1
+    );
+    for q in 0..=n {
+        s += &format!("h q[{q}];\n");
+    }
+    for q in 0..n {
+        if q % 3 != 1 {
+            s += &format!("cx q[{q}],q[{n}];\n");
+        }
+    }
+    for q in 0..n {
+        s += &format!("h q[{q}];\nmeasure q[{q}] -> c[{q}];\n");
+    }
+    s
+}
+
+/// What the simulation part did.
+struct SimPart {
+    qft: qstore_sim::RunReport,
+    study: qstore_sim::StudyReport,
+    bv_qubits: u32,
+}
+
+fn simulate(repo: &Repository, n: u32) -> Result<SimPart> {
+    let src = qft_circuit(n);
+    let program = qstore_sim::parse(&src).context("the bundled QFT circuit")?;
+    let ops = program.ops.len();
+    let qft = qstore_sim::run(
+        repo,
+        &src,
+        &program,
+        &qstore_sim::RunOptions {
+            branch: "sim-qft".into(),
+            checkpoint_every: Some(qstore_sim::Every::Ops(ops.div_ceil(5))),
+            ..Default::default()
+        },
+    )?;
+    let bv_qubits = n.clamp(4, 16) - 1;
+    let src = bv_circuit(bv_qubits);
+    let program = qstore_sim::parse(&src).context("the bundled BV circuit")?;
+    let mut noise = qstore_sim::NoiseModel::default();
+    noise
+        .add("depolarizing:p1=1e-3,p2=1e-2")
+        .and_then(|_| noise.add("readout:p=0.01"))
+        .map_err(anyhow::Error::msg)?;
+    let study = qstore_sim::study(
+        repo,
+        &src,
+        &program,
+        &qstore_sim::StudyOptions {
+            branch: "sim-noisy".into(),
+            prefix: "bv".into(),
+            trajectories: 200,
+            shots: 1,
+            seed: 7,
+            noise,
+            density: false,
+            states: true,
+            scratch_quota: 8 << 30,
+        },
+    )?;
+    Ok(SimPart {
+        qft,
+        study,
+        bv_qubits,
+    })
+}
+
 /// Run the demo in `dir` with `n`-qubit state vectors.
 pub fn run(dir: &Path, n: u32, out: &Out) -> Result<()> {
     if !(6..=28).contains(&n) {
@@ -158,6 +248,10 @@ pub fn run(dir: &Path, n: u32, out: &Out) -> Result<()> {
         "qstore demo: {n}-qubit workload in {}",
         dir.display()
     ));
+
+    let t0 = Instant::now();
+    say("qstore demo: simulating the bundled circuits (qstore run)".into());
+    let sim = simulate(&repo, n)?;
 
     let mut written: Vec<Written> = Vec::new();
     let mut write_secs = 0.0;
@@ -293,6 +387,8 @@ pub fn run(dir: &Path, n: u32, out: &Out) -> Result<()> {
     }
     let diff = repo.diff("v1", "main")?;
     let stats = repo.stats()?;
+    let total_secs = t0.elapsed().as_secs_f64();
+    let ckpt_bps = sim.qft.checkpoint_bytes as f64 / sim.qft.checkpoint_write_seconds.max(1e-9);
     let logical: u64 = written.iter().map(|w| w.logical).sum();
     let (wbps, rbps) = (logical as f64 / write_secs, logical as f64 / read_secs);
     let states: Vec<_> = repo
@@ -312,17 +408,63 @@ pub fn run(dir: &Path, n: u32, out: &Out) -> Result<()> {
                 "write_seconds": write_secs, "read_seconds": read_secs,
                 "write_bytes_per_second": wbps, "read_bytes_per_second": rbps,
                 "raw_write_bytes_per_second": raw_bps, "verified_bit_exact": written.len(),
-                "stats": stats, "diff_v1_main": diff,
+                "stats": stats, "diff_v1_main": diff, "seconds": total_secs,
+                "simulation": {
+                    "qft_qubits": sim.qft.qubits, "qft_gates": sim.qft.gates,
+                    "qft_seconds": sim.qft.wall_seconds, "checkpoints": sim.qft.checkpoints,
+                    "checkpoint_bytes": sim.qft.checkpoint_bytes,
+                    "checkpoint_bytes_per_second": ckpt_bps,
+                    "checkpoint_stall_seconds": sim.qft.checkpoint_seconds,
+                    "checkpoint_overhead": sim.qft.checkpoint_overhead(),
+                    "study_qubits": sim.study.qubits, "trajectories": sim.study.trajectories,
+                    "error_free": sim.study.error_free, "distinct_states": sim.study.distinct_states,
+                    "study_seconds": sim.study.seconds,
+                },
             }))?
         );
         return Ok(());
     }
     println!(
-        "qstore demo: {} states of {n} qubits in {}",
-        written.len(),
+        "qstore demo: simulation and storage in {:.1} s, in {}",
+        total_secs,
         dir.display()
     );
     println!();
+    println!(
+        "  qft circuit        {} qubits, {} gates simulated in {:.2} s (branch sim-qft, final state at `final`)",
+        sim.qft.qubits, sim.qft.gates, sim.qft.wall_seconds
+    );
+    println!(
+        "  checkpoints        {} x {} written in the background at {}/s ({:.2}x the raw write, {}/s);",
+        sim.qft.checkpoints,
+        human_bytes((sim.qft.checkpoint_bytes / sim.qft.checkpoints.max(1) as u64) as u128),
+        human_bytes(ckpt_bps as u128),
+        ckpt_bps / raw_bps,
+        human_bytes(raw_bps as u128)
+    );
+    let per = sim.qft.checkpoint_seconds / sim.qft.checkpoints.max(1) as f64;
+    println!(
+        "                     the simulation paused {:.3} s for them: {:.1}% at one every {:.2} s, {:.3}% at one per minute",
+        sim.qft.checkpoint_seconds,
+        100.0 * sim.qft.checkpoint_overhead(),
+        sim.qft.wall_seconds / (sim.qft.checkpoints + 1) as f64,
+        100.0 * per / 60.0
+    );
+    println!(
+        "  noisy study        BV on {} qubits, {} trajectories (depolarizing 1e-3/1e-2, readout 1e-2) in {:.2} s:",
+        sim.bv_qubits + 1,
+        sim.study.trajectories,
+        sim.study.seconds
+    );
+    println!(
+        "                     {} without an error event; {} distinct final states, each stored once (branch sim-noisy)",
+        sim.study.error_free, sim.study.distinct_states
+    );
+    println!();
+    println!(
+        "  and {} generated states of {n} qubits, written, read back and verified:",
+        written.len()
+    );
     println!(
         "  {:<26} {:<15} {:<10} {:>11} {:>11}",
         "state", "kind", "encoding", "logical", "encoded"
@@ -339,6 +481,7 @@ pub fn run(dir: &Path, n: u32, out: &Out) -> Result<()> {
     }
     println!("  (+31 more trajectories on branch noisy; tag v1 = GHZ and W only)");
     println!();
+    println!("  whole repository (simulation results included):");
     println!(
         "  logical bytes        {:>12}",
         human_bytes(stats.logical_bytes)

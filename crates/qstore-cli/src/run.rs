@@ -119,7 +119,7 @@ pub fn run(address: &str, circuit: &Path, opts: RunOptions, out: &Out) -> Result
         json!({
             "circuit": circuit.display().to_string(), "qubits": r.qubits, "gates": r.gates,
             "operations_run": r.ops, "resumed_from": r.resumed_from, "already_done": r.already_done,
-            "seconds": r.wall_seconds, "checkpoints": r.checkpoints,
+            "seconds": r.wall_seconds, "sim_seconds": r.sim_seconds, "checkpoints": r.checkpoints,
             "checkpoint_bytes": r.checkpoint_bytes, "checkpoint_seconds": r.checkpoint_seconds,
             "checkpoint_overhead": overhead, "branch": opts.branch, "output": r.output,
             "commit": r.final_commit, "clbits": r.clbits,

@@ -106,3 +106,38 @@ fn bad_openqasm_is_refused_with_the_line() {
         "{e}"
     );
 }
+
+#[test]
+fn the_demo_simulates_checkpoints_and_runs_a_noisy_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let o = Command::new(env!("CARGO_BIN_EXE_qstore"))
+        .args([
+            "--json",
+            "demo",
+            "--qubits",
+            "10",
+            "--dir",
+            demo.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sim = &v["simulation"];
+    assert_eq!(sim["qft_qubits"], 10);
+    assert!(sim["checkpoints"].as_u64().unwrap() >= 4, "{sim}");
+    assert_eq!(sim["trajectories"], 200);
+    let (free, distinct) = (
+        sim["error_free"].as_u64().unwrap(),
+        sim["distinct_states"].as_u64().unwrap(),
+    );
+    assert!(
+        free > 0 && distinct >= 1 && distinct <= 200 - free + 1,
+        "{sim}"
+    );
+    assert_eq!(v["verified_bit_exact"], v["states_written"]);
+    // The checkpointed QFT can be resumed: it is already done.
+    let o = qstore(&demo, &["log", "--ref", "sim-qft"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("checkpoint after operation"));
+}

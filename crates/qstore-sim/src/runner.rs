@@ -75,8 +75,13 @@ pub struct RunReport {
     /// The run had already finished; nothing was simulated.
     pub already_done: bool,
     pub wall_seconds: f64,
+    /// Time in the operations themselves (no checkpoints, no final commit).
+    pub sim_seconds: f64,
     /// Time spent on checkpoints by the simulation (copies and waits).
     pub checkpoint_seconds: f64,
+    /// Time the checkpoints took from staging to durable commit, in the background (each one
+    /// observed at the first operation boundary after it finished).
+    pub checkpoint_write_seconds: f64,
     pub checkpoints: usize,
     pub checkpoint_bytes: u64,
     pub final_commit: String,
@@ -261,11 +266,16 @@ pub fn run(
             (META_OUTPUT.to_string(), opts.output.clone()),
         ])
     };
-    let mut pending: Option<PendingCommit> = None;
+    let mut pending: Option<(PendingCommit, Instant)> = None;
     let mut since = (0usize, Instant::now());
+    let loop_start = Instant::now();
     while next < program.ops.len() {
         state.run(&program.ops[next].0, &mut clbits, &mut rng);
         next += 1;
+        if let Some((p, t)) = pending.take_if(|(p, _)| p.is_done()) {
+            report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
+            p.wait()?;
+        }
         report.ops += 1;
         if opts.abort_after == Some(report.ops) {
             std::process::abort();
@@ -277,31 +287,37 @@ pub fn run(
         };
         if due && next < program.ops.len() {
             let t0 = Instant::now();
-            if let Some(p) = pending.take() {
+            if let Some((p, t)) = pending.take() {
                 p.wait()?;
+                report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
             }
-            pending = Some(repo.put_async(
-                &opts.branch,
-                CHECKPOINT_PATH,
-                &info(n),
-                state.as_bytes(),
-                PutOptions::default(),
-                CommitOptions {
-                    message: format!("checkpoint after operation {next}"),
-                    author: "qstore run".into(),
-                    metadata: metadata("checkpoint", next, &rng, &clbits),
-                },
-            )?);
+            pending = Some((
+                repo.put_async(
+                    &opts.branch,
+                    CHECKPOINT_PATH,
+                    &info(n),
+                    state.as_bytes(),
+                    PutOptions::default(),
+                    CommitOptions {
+                        message: format!("checkpoint after operation {next}"),
+                        author: "qstore run".into(),
+                        metadata: metadata("checkpoint", next, &rng, &clbits),
+                    },
+                )?,
+                Instant::now(),
+            ));
             report.checkpoints += 1;
             report.checkpoint_bytes += state.as_bytes().len() as u64;
             report.checkpoint_seconds += t0.elapsed().as_secs_f64();
             since = (next, Instant::now());
         }
     }
-    if let Some(p) = pending.take() {
+    report.sim_seconds = loop_start.elapsed().as_secs_f64() - report.checkpoint_seconds;
+    if let Some((p, t)) = pending.take() {
         let t0 = Instant::now();
         p.wait()?;
         report.checkpoint_seconds += t0.elapsed().as_secs_f64();
+        report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
     }
     let mut tx = repo.transaction(&opts.branch)?;
     let mut tags = BTreeMap::new();
