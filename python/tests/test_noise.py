@@ -84,6 +84,45 @@ def test_trajectory_average_matches_aer_density_matrix(tmp_path):
     assert np.linalg.norm(np.outer(ideal, ideal.conj()) - rho_aer) > 0.2
 
 
+def noise_model(p1, p2, g, lam):
+    noise = NoiseModel()
+    one = depolarizing_error(p1, 1).compose(amplitude_damping_error(g)).compose(phase_damping_error(lam))
+    two_d = amplitude_damping_error(g).compose(phase_damping_error(lam))
+    noise.add_all_qubit_quantum_error(one, ["h", "rx", "ry", "x"])
+    noise.add_all_qubit_quantum_error(depolarizing_error(p2, 2).compose(two_d.tensor(two_d)), ["cx"])
+    return noise
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_density_matrix_mode_matches_aer_exactly(tmp_path, noisy):
+    p1, p2, g, lam = (0.03, 0.08, 0.05, 0.04) if noisy else (0, 0, 0, 0)
+    qc = QuantumCircuit(4)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.rx(0.7, 2)
+    qc.cx(1, 2)
+    qc.ry(-1.1, 3)
+    qc.cx(3, 0)
+    qc.h(1)
+    qc.x(3)
+    exact = qc.copy()
+    exact.save_density_matrix()
+    sim = AerSimulator(method="density_matrix", noise_model=noise_model(p1, p2, g, lam) if noisy else None)
+    rho_aer = np.asarray(sim.run(exact).result().data()["density_matrix"])
+    args = ["--density-matrix"]
+    if noisy:
+        args += [
+            "--noise", f"depolarizing:p1={p1},p2={p2}",
+            "--noise", f"amplitude_damping:gamma={g}",
+            "--noise", f"phase_damping:lambda={lam}",
+        ]
+    repo = qstore_run(tmp_path, qc, *args)
+    info = repo.info("final", "noisy")
+    assert info.kind == "density_matrix" and info.encoding == "hermitian"
+    rho = repo.get("final", "noisy")
+    np.testing.assert_allclose(rho, rho_aer, atol=1e-12)
+
+
 def qiskit_statevector(qc):
     from qiskit.quantum_info import Statevector
 

@@ -197,3 +197,20 @@ def test_qasmbench_circuits_match_aer(tmp_path, path):
     theirs = aer_state(qc)
     fid = abs(np.vdot(theirs, ours)) ** 2
     assert fid > 1 - 1e-10, f"{path.name}: fidelity {fid}"
+
+
+def test_complex64_runs_match_aer_to_single_precision(tmp_path):
+    qc = qft(14)
+    f = tmp_path / "qft14.qasm"
+    f.write_text(qasm2.dumps(qc))
+    repo = tmp_path / "states"
+    out = subprocess.run(
+        [QSTORE, "--repo", str(repo), "run", str(f), "--dtype", "complex64"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    ours = qstore.open(repo).get("final")
+    assert ours.dtype == np.complex64
+    fid = abs(np.vdot(aer_state(qc), ours.astype(np.complex128))) ** 2
+    assert fid > 1 - 1e-6, fid

@@ -220,6 +220,13 @@ enum Cmd {
         /// qubits.
         #[arg(long, value_delimiter = ',')]
         save: Vec<String>,
+        /// Amplitude dtype of a state-vector run: complex128, or complex64 (half the memory).
+        #[arg(long, default_value = "complex128", value_parser = ["complex128", "complex64"])]
+        dtype: String,
+        /// Simulate the density matrix (up to 12 qubits) with the noise applied exactly, and
+        /// store the final density matrix at --output.
+        #[arg(long)]
+        density_matrix: bool,
     },
     /// Commit COUNT small states, printing each commit id once it is durable (used by the
     /// crash and gc tests). With --cycle N, paths repeat every N commits (making garbage).
@@ -393,6 +400,15 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// The noise model of `--noise` specs (a bad one is a usage error).
+fn noise_model(specs: &[String]) -> Result<qstore_sim::NoiseModel> {
+    let mut model = qstore_sim::NoiseModel::default();
+    for spec in specs {
+        model.add(spec).map_err(UsageError)?;
+    }
+    Ok(model)
+}
 
 fn repo_address(cli_repo: &Option<String>) -> Result<String> {
     cli_repo.clone().ok_or_else(|| {
@@ -580,8 +596,41 @@ fn run(cli: Cli) -> Result<()> {
             trajectories,
             shots_per_trajectory,
             save,
+            dtype,
+            density_matrix,
         } => {
+            let precision = if dtype == "complex64" {
+                qstore_sim::Precision::Single
+            } else {
+                qstore_sim::Precision::Double
+            };
+            if precision == qstore_sim::Precision::Single
+                && (density_matrix || trajectories.is_some())
+            {
+                return Err(UsageError(
+                    "--dtype complex64 applies to state-vector runs, not to --density-matrix or --trajectories".into(),
+                )
+                .into());
+            }
             let address = repo_address(&cli.repo)?;
+            if density_matrix {
+                if trajectories.is_some() || resume || checkpoint_every.is_some() {
+                    return Err(UsageError(
+                        "--density-matrix runs once, without --trajectories, --resume or --checkpoint-every".into(),
+                    )
+                    .into());
+                }
+                let model = noise_model(&noise)?;
+                return run::density(
+                    &address,
+                    &circuit,
+                    &branch,
+                    &output.unwrap_or_else(|| "final".into()),
+                    seed,
+                    &model,
+                    &out,
+                );
+            }
             match trajectories {
                 Some(t) => {
                     if resume || checkpoint_every.is_some() {
@@ -590,10 +639,7 @@ fn run(cli: Cli) -> Result<()> {
                         )
                         .into());
                     }
-                    let mut model = qstore_sim::NoiseModel::default();
-                    for spec in &noise {
-                        model.add(spec).map_err(UsageError)?;
-                    }
+                    let model = noise_model(&noise)?;
                     run::study(
                         &address,
                         &circuit,
@@ -620,6 +666,7 @@ fn run(cli: Cli) -> Result<()> {
                         &address,
                         &circuit,
                         qstore_sim::RunOptions {
+                            precision,
                             branch,
                             output: output.unwrap_or_else(|| "final".into()),
                             checkpoint_every,

@@ -165,3 +165,39 @@ pub fn run(address: &str, circuit: &Path, opts: RunOptions, out: &Out) -> Result
     );
     Ok(())
 }
+
+/// Run `circuit` in the density-matrix mode.
+pub fn density(
+    address: &str,
+    circuit: &Path,
+    branch: &str,
+    output: &str,
+    seed: u64,
+    model: &NoiseModel,
+    out: &Out,
+) -> Result<()> {
+    let (source, program) = load(circuit)?;
+    let repo = Repository::open_or_init(address)?;
+    let r = qstore_sim::run_density(&repo, &source, &program, branch, output, seed, model)?;
+    out.emit(
+        json!({
+            "circuit": circuit.display().to_string(), "qubits": r.qubits, "gates": r.gates,
+            "seconds": r.wall_seconds, "sim_seconds": r.sim_seconds, "branch": branch,
+            "output": r.output, "commit": r.final_commit, "clbits": r.clbits,
+            "mode": "density_matrix",
+        }),
+        || {
+            format!(
+                "{}: {} qubits, {} gates as a density matrix in {:.2} s\nfinal density matrix: {} on branch {} (commit {})",
+                circuit.display(),
+                r.qubits,
+                r.gates,
+                r.wall_seconds,
+                r.output,
+                branch,
+                &r.final_commit[..12.min(r.final_commit.len())]
+            )
+        },
+    );
+    Ok(())
+}

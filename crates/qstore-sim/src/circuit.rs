@@ -41,6 +41,13 @@ pub enum Op {
     },
 }
 
+/// The value of classical register `start..start + size` (bit 0 lowest) in `clbits`.
+pub fn creg_value(clbits: &[bool], start: u32, size: u32) -> u64 {
+    (0..size).fold(0u64, |v, k| {
+        v | (u64::from(clbits.get((start + k) as usize).copied().unwrap_or(false)) << k)
+    })
+}
+
 /// A parsed circuit: qubit and clbit counts, and operations with their source lines.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Program {

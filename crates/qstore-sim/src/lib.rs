@@ -6,6 +6,7 @@
 //! final commit), [`noise`] and [`study`] (noisy Monte-Carlo trajectories). It depends on the engine; the engine knows nothing of it.
 
 pub mod circuit;
+pub mod density;
 pub mod noise;
 pub mod qasm;
 pub mod runner;
@@ -13,10 +14,11 @@ pub mod statevector;
 pub mod study;
 
 pub use circuit::{Gate, Op, Program};
+pub use density::{DensityMatrix, run_density};
 pub use noise::NoiseModel;
 pub use qasm::{QasmError, parse};
-pub use runner::{Every, RunOptions, RunReport, run};
-pub use statevector::StateVector;
+pub use runner::{Every, Precision, RunOptions, RunReport, run};
+pub use statevector::{Real, StateVector};
 pub use study::{StudyOptions, StudyReport, study};
 
 /// Errors of a simulation run.

@@ -74,9 +74,9 @@ impl NoiseModel {
     /// event happened.
     pub fn after(&self, op: &Op, s: &mut StateVector, rng: &mut impl Rng) -> bool {
         let qs = match op {
-            Op::Gate(g) => qubits(g),
+            Op::Gate(g) => gate_qubits(g),
             Op::If { op, .. } => match &**op {
-                Op::Gate(g) => qubits(g),
+                Op::Gate(g) => gate_qubits(g),
                 _ => return false,
             },
             _ => return false,
@@ -118,7 +118,8 @@ impl NoiseModel {
     }
 }
 
-fn qubits(g: &Gate) -> Vec<u32> {
+/// The qubits a gate acts on (controls first).
+pub fn gate_qubits(g: &Gate) -> Vec<u32> {
     match g {
         Gate::Unitary {
             target, controls, ..

@@ -9,8 +9,8 @@
 
 use crate::SimError;
 use crate::circuit::Program;
-use crate::statevector::StateVector;
-use qstore::{ArrayInfo, CommitOptions, DType, PendingCommit, PutOptions, Repository};
+use crate::statevector::{Real, StateVector};
+use qstore::{ArrayInfo, CommitOptions, PendingCommit, PutOptions, Repository};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -37,9 +37,20 @@ pub enum Every {
     Time(Duration),
 }
 
+/// The precision of the amplitudes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// complex128.
+    #[default]
+    Double,
+    /// complex64: half the memory and checkpoint bytes, about 1e-7 relative error.
+    Single,
+}
+
 /// Options of a run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    pub precision: Precision,
     pub branch: String,
     /// State path of the final state.
     pub output: String,
@@ -54,6 +65,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
+            precision: Precision::Double,
             branch: "main".into(),
             output: "final".into(),
             checkpoint_every: None,
@@ -106,15 +118,15 @@ fn bits(clbits: &[bool]) -> String {
     clbits.iter().map(|&b| if b { '1' } else { '0' }).collect()
 }
 
-fn info(n: usize) -> ArrayInfo {
+fn info<F: Real>(n: usize) -> ArrayInfo {
     ArrayInfo {
-        dtype: DType::Complex128,
+        dtype: F::DTYPE,
         shape: vec![1u64 << n],
     }
 }
 
-struct Resume {
-    state: StateVector,
+struct Resume<F: Real> {
+    state: StateVector<F>,
     next: usize,
     seed: u64,
     rng: ChaCha8Rng,
@@ -144,12 +156,14 @@ fn parse_meta<T: std::str::FromStr>(
 }
 
 /// The latest checkpoint (or final state) of a run on `branch`, checked against the circuit.
-fn latest(
+type Latest<F> = Option<(String, Option<Resume<F>>)>;
+
+fn latest<F: Real>(
     repo: &Repository,
     branch: &str,
     hash: &str,
     program: &Program,
-) -> Result<Option<(String, Option<Resume>)>, SimError> {
+) -> Result<Latest<F>, SimError> {
     for (id, c) in repo.log(branch, usize::MAX)? {
         let Some(kind) = c.metadata.get(META_KIND) else {
             continue;
@@ -181,18 +195,19 @@ fn latest(
         }
         let mut r = repo.reader(&cid, CHECKPOINT_PATH)?;
         let e = r.entry();
-        if e.dtype != DType::Complex128 || e.shape != vec![1u64 << program.qubits] {
+        if e.dtype != F::DTYPE || e.shape != vec![1u64 << program.qubits] {
             return Err(SimError::BadCheckpoint {
                 commit: cid,
-                detail: format!("its state is {} {:?}", e.dtype, e.shape),
+                detail: format!(
+                    "its state is {} {:?}, this run is {}",
+                    e.dtype,
+                    e.shape,
+                    F::DTYPE
+                ),
             });
         }
-        let mut state = StateVector::zero(program.qubits);
-        r.read_elements(
-            0,
-            1u64 << program.qubits,
-            bytemuck::cast_slice_mut(&mut state.amps),
-        )?;
+        let mut state = StateVector::<F>::zero(program.qubits);
+        r.read_elements(0, 1u64 << program.qubits, state.as_bytes_mut())?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_word_pos(pos);
         return Ok(Some((
@@ -216,6 +231,18 @@ pub fn run(
     program: &Program,
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
+    match opts.precision {
+        Precision::Double => run_with::<f64>(repo, source, program, opts),
+        Precision::Single => run_with::<f32>(repo, source, program, opts),
+    }
+}
+
+fn run_with<F: Real>(
+    repo: &Repository,
+    source: &str,
+    program: &Program,
+    opts: &RunOptions,
+) -> Result<RunReport, SimError> {
     let start = Instant::now();
     let n = program.qubits;
     if n == 0 || n > MAX_QUBITS {
@@ -232,7 +259,7 @@ pub fn run(
         ..Default::default()
     };
     let (mut state, mut next, mut rng, mut clbits, seed) = if opts.resume {
-        match latest(repo, &opts.branch, &hash, program)? {
+        match latest::<F>(repo, &opts.branch, &hash, program)? {
             None => return Err(SimError::NoCheckpoint(opts.branch.clone())),
             Some((cid, None)) => {
                 report.already_done = true;
@@ -247,7 +274,7 @@ pub fn run(
         }
     } else {
         (
-            StateVector::zero(n),
+            StateVector::<F>::zero(n),
             0,
             ChaCha8Rng::seed_from_u64(opts.seed),
             vec![false; program.clbits],
@@ -295,7 +322,7 @@ pub fn run(
                 repo.put_async(
                     &opts.branch,
                     CHECKPOINT_PATH,
-                    &info(n),
+                    &info::<F>(n),
                     state.as_bytes(),
                     PutOptions::default(),
                     CommitOptions {
@@ -325,7 +352,7 @@ pub fn run(
     tags.insert("source".to_string(), "qstore-sim".to_string());
     tx.put(
         &opts.output,
-        &info(n),
+        &info::<F>(n),
         state.as_bytes(),
         &PutOptions {
             tags,

@@ -1,39 +1,86 @@
-//! The complex128 state-vector engine: gate kernels parallel over both cores (rayon) with
-//! fast paths for diagonal gates, and measurement and reset drawn from a seeded RNG.
+//! The state-vector engine, in complex128 or (on request) complex64: gate kernels parallel
+//! over every core (rayon) with fast paths for diagonal gates, and measurement and reset
+//! drawn from a seeded RNG.
 //!
 //! Every kernel updates each amplitude (or pair) independently, and every reduction sums fixed
 //! blocks in order, so results do not depend on the thread count or scheduling: a resumed
 //! run is bit-identical to an uninterrupted one.
 
 use crate::circuit::{Gate, Op};
-use num_complex::Complex64 as C;
+use num_complex::Complex;
+use num_traits::{Float, FromPrimitive, ToPrimitive};
 use rand::Rng;
 use rayon::prelude::*;
+
+/// The precision of a simulation: f64 (complex128 amplitudes) or f32 (complex64).
+pub trait Real:
+    Float
+    + FromPrimitive
+    + ToPrimitive
+    + num_traits::NumAssign
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + Default
+    + 'static
+{
+    /// The dtype states of this precision are stored as.
+    const DTYPE: qstore::DType;
+    fn bytes(v: &[Complex<Self>]) -> &[u8];
+    fn bytes_mut(v: &mut [Complex<Self>]) -> &mut [u8];
+    fn of(x: f64) -> Self {
+        Self::from_f64(x).unwrap_or_else(Self::zero)
+    }
+}
+
+impl Real for f64 {
+    const DTYPE: qstore::DType = qstore::DType::Complex128;
+    fn bytes(v: &[Complex<f64>]) -> &[u8] {
+        bytemuck::cast_slice(v)
+    }
+    fn bytes_mut(v: &mut [Complex<f64>]) -> &mut [u8] {
+        bytemuck::cast_slice_mut(v)
+    }
+}
+
+impl Real for f32 {
+    const DTYPE: qstore::DType = qstore::DType::Complex64;
+    fn bytes(v: &[Complex<f32>]) -> &[u8] {
+        bytemuck::cast_slice(v)
+    }
+    fn bytes_mut(v: &mut [Complex<f32>]) -> &mut [u8] {
+        bytemuck::cast_slice_mut(v)
+    }
+}
+
+fn cv<F: Real>(c: num_complex::Complex64) -> Complex<F> {
+    Complex::new(F::of(c.re), F::of(c.im))
+}
 
 /// Amplitudes per parallel task.
 const BLOCK: usize = 1 << 14;
 
-/// A state vector of `n` qubits (qubit 0 is bit 0 of the index).
+/// A state vector of `n` qubits (qubit 0 is bit 0 of the index), in precision `F`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StateVector {
+pub struct StateVector<F: Real = f64> {
     pub n: usize,
-    pub amps: Vec<C>,
+    pub amps: Vec<Complex<F>>,
 }
 
 fn mask(qs: &[u32]) -> usize {
     qs.iter().fold(0usize, |m, &q| m | (1usize << q))
 }
 
-impl StateVector {
+impl<F: Real> StateVector<F> {
     /// |0...0> of `n` qubits.
     pub fn zero(n: usize) -> Self {
-        let mut amps = vec![C::new(0.0, 0.0); 1usize << n];
-        amps[0] = C::new(1.0, 0.0);
+        let mut amps = vec![Complex::new(F::zero(), F::zero()); 1usize << n];
+        amps[0] = Complex::new(F::one(), F::zero());
         StateVector { n, amps }
     }
 
     /// Apply `f(index, amplitude)` to every amplitude, in parallel.
-    fn each(&mut self, f: impl Fn(usize, &mut C) + Sync) {
+    fn each(&mut self, f: impl Fn(usize, &mut Complex<F>) + Sync) {
         self.amps
             .par_chunks_mut(BLOCK)
             .enumerate()
@@ -46,7 +93,7 @@ impl StateVector {
 
     /// Apply `f(index of the |0> member, lo, hi)` to every pair of amplitudes differing in
     /// bit `t`, in parallel.
-    fn pairs(&mut self, t: u32, f: impl Fn(usize, &mut C, &mut C) + Sync) {
+    fn pairs(&mut self, t: u32, f: impl Fn(usize, &mut Complex<F>, &mut Complex<F>) + Sync) {
         let stride = 1usize << t;
         if stride >= BLOCK {
             for (blk, block) in self.amps.chunks_mut(2 * stride).enumerate() {
@@ -87,12 +134,12 @@ impl StateVector {
                 controls,
             } => {
                 let cm = mask(controls);
-                let [m00, m01, m10, m11] = *m;
-                let zero = C::new(0.0, 0.0);
+                let [m00, m01, m10, m11] = m.map(cv::<F>);
+                let zero = Complex::new(F::zero(), F::zero());
                 if m01 == zero && m10 == zero {
                     // Diagonal: one multiply per amplitude that changes.
                     let t = 1usize << target;
-                    let one = C::new(1.0, 0.0);
+                    let one = Complex::new(F::one(), F::zero());
                     self.each(|i, a| {
                         if i & cm == cm {
                             let d = if i & t == 0 { m00 } else { m11 };
@@ -126,7 +173,7 @@ impl StateVector {
             }
             Gate::Diag2 { d, a, b } => {
                 let (ba, bb) = (1usize << a, 1usize << b);
-                let d = *d;
+                let d = d.map(cv::<F>);
                 self.each(|i, x| {
                     let k = usize::from(i & ba != 0) | (usize::from(i & bb != 0) << 1);
                     *x *= d[k];
@@ -146,7 +193,7 @@ impl StateVector {
                 c.iter()
                     .enumerate()
                     .filter(|(k, _)| (b * BLOCK + k) & bit != 0)
-                    .map(|(_, a)| a.norm_sqr())
+                    .map(|(_, a)| a.norm_sqr().to_f64().unwrap_or(0.0))
                     .sum::<f64>()
             })
             .collect();
@@ -159,13 +206,13 @@ impl StateVector {
         let r: f64 = rng.random();
         let one = r < p1;
         let keep = if one { p1 } else { 1.0 - p1 };
-        let scale = if keep > 0.0 { 1.0 / keep.sqrt() } else { 0.0 };
+        let scale = F::of(if keep > 0.0 { 1.0 / keep.sqrt() } else { 0.0 });
         let bit = 1usize << qubit;
         self.each(|i, a| {
             if (i & bit != 0) == one {
                 *a *= scale;
             } else {
-                *a = C::new(0.0, 0.0);
+                *a = Complex::new(F::zero(), F::zero());
             }
         });
         one
@@ -201,9 +248,7 @@ impl StateVector {
                 value,
                 op,
             } => {
-                let reg = (0..*size).fold(0u64, |v, k| {
-                    v | (u64::from(clbits.get((start + k) as usize).copied().unwrap_or(false)) << k)
-                });
+                let reg = crate::circuit::creg_value(clbits, *start, *size);
                 if reg == *value {
                     self.run(op, clbits, rng);
                 }
@@ -211,8 +256,13 @@ impl StateVector {
         }
     }
 
-    /// The amplitudes as bytes (complex128, little-endian interleaved re/im).
+    /// The amplitudes as bytes (complex128 or complex64, little-endian interleaved re/im).
     pub fn as_bytes(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.amps)
+        F::bytes(&self.amps)
+    }
+
+    /// The amplitudes as writable bytes (to read a stored state into).
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        F::bytes_mut(&mut self.amps)
     }
 }

@@ -3,12 +3,12 @@
 
 use num_complex::Complex64 as C;
 use qstore::{RepoConfig, Repository};
-use qstore_sim::{Every, RunOptions, SimError, StateVector, parse, run};
+use qstore_sim::{Every, Precision, RunOptions, SimError, StateVector, parse, run};
 use rand::SeedableRng;
 
 fn simulate(src: &str) -> StateVector {
     let p = parse(src).unwrap();
-    let mut s = StateVector::zero(p.qubits);
+    let mut s = StateVector::<f64>::zero(p.qubits);
     let mut cl = vec![false; p.clbits];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     for (op, _) in &p.ops {
@@ -111,7 +111,7 @@ fn measurement_reset_and_if_are_seeded() {
                h q[0]; measure q[0] -> c[0]; if (c == 1) x q[1]; reset q[0];";
     let p = parse(src).unwrap();
     for seed in 0..20u64 {
-        let mut s = StateVector::zero(2);
+        let mut s = StateVector::<f64>::zero(2);
         let mut cl = vec![false; 1];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         for (op, _) in &p.ops {
@@ -247,4 +247,84 @@ fn resume_after_any_stop_is_bit_identical() {
     )
     .unwrap_err();
     assert!(matches!(e, SimError::NoCheckpoint(_)), "{e}");
+}
+
+#[test]
+fn complex64_runs_checkpoint_resume_and_agree_with_complex128() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(
+        dir.path().join("r").to_str().unwrap(),
+        RepoConfig::default(),
+    )
+    .unwrap();
+    let src = circuit(12, 8).replace("measure", "// measure");
+    let p = parse(&src).unwrap();
+    let single = |branch: &str| RunOptions {
+        precision: Precision::Single,
+        branch: branch.into(),
+        ..Default::default()
+    };
+    run(&repo, &src, &p, &single("c64")).unwrap();
+    run(
+        &repo,
+        &src,
+        &p,
+        &RunOptions {
+            branch: "c128".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = repo.state("c64", "final").unwrap().1;
+    assert_eq!(e.dtype, qstore::DType::Complex64);
+    let a = repo.reader("c64", "final").unwrap().read_all().unwrap();
+    let b = repo.reader("c128", "final").unwrap().read_all().unwrap();
+    let a: &[num_complex::Complex32] = bytemuck::cast_slice(&a);
+    let b: &[C] = bytemuck::cast_slice(&b);
+    let ov: C = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| C::new(x.re as f64, -x.im as f64) * y)
+        .sum();
+    assert!(
+        (ov.norm_sqr() - 1.0).abs() < 1e-5,
+        "fidelity {}",
+        ov.norm_sqr()
+    );
+    // Checkpoints in complex64, resumed from one: bit-identical to the uninterrupted run.
+    let mut o = single("c64ck");
+    o.checkpoint_every = Some(Every::Ops(13));
+    run(&repo, &src, &p, &o).unwrap();
+    let (id, _) = repo
+        .log("c64ck", usize::MAX)
+        .unwrap()
+        .into_iter()
+        .find(|(_, c)| c.metadata.get("qstore.sim.kind").map(|k| k.as_str()) == Some("checkpoint"))
+        .unwrap();
+    repo.create_branch("c64r", &id.to_hex()).unwrap();
+    let mut o = single("c64r");
+    o.resume = true;
+    assert!(run(&repo, &src, &p, &o).unwrap().resumed_from.is_some());
+    assert_eq!(
+        repo.reader("c64r", "final").unwrap().read_all().unwrap(),
+        a_bytes(&repo)
+    );
+    // A complex128 run cannot resume a complex64 checkpoint.
+    repo.create_branch("mixed", &id.to_hex()).unwrap();
+    let e = run(
+        &repo,
+        &src,
+        &p,
+        &RunOptions {
+            branch: "mixed".into(),
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, SimError::BadCheckpoint { .. }), "{e}");
+}
+
+fn a_bytes(repo: &Repository) -> Vec<u8> {
+    repo.reader("c64", "final").unwrap().read_all().unwrap()
 }
