@@ -90,6 +90,67 @@ fn a_crashed_run_resumes_bit_identical() {
 }
 
 #[test]
+fn kill_9_at_random_moments_then_resume_gives_the_same_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("states");
+    let file = dir.path().join("c.qasm");
+    std::fs::write(&file, circuit(18, 40)).unwrap();
+    let f = file.to_str().unwrap();
+    let o = qstore(&repo, &["run", f, "--branch", "clean", "--seed", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = Repository::open(repo.to_str().unwrap())
+        .unwrap()
+        .reader("clean", "final")
+        .unwrap()
+        .read_all()
+        .unwrap();
+    let mut resumed = 0;
+    for (k, delay_ms) in [300u64, 1200, 2500].iter().enumerate() {
+        let b = format!("killed{k}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qstore"))
+            .env("QSTORE_REPO", &repo)
+            .args([
+                "run",
+                f,
+                "--branch",
+                &b,
+                "--seed",
+                "3",
+                "--checkpoint-every",
+                "25",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
+        let _ = child.kill(); // SIGKILL (it may have finished already)
+        let _ = child.wait();
+        let o = qstore(&repo, &["run", f, "--branch", &b, "--resume", "--json"]);
+        resumed += usize::from(
+            serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .is_ok_and(|v| v["resumed_from"].as_u64().is_some()),
+        );
+        if o.status.code() == Some(3) {
+            // Killed before its first checkpoint was durable: start it over.
+            let o = qstore(&repo, &["run", f, "--branch", &b, "--seed", "3"]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        } else {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let r = Repository::open(repo.to_str().unwrap()).unwrap();
+        assert_eq!(
+            r.reader(&b, "final").unwrap().read_all().unwrap(),
+            want,
+            "kill after {delay_ms} ms"
+        );
+        assert!(r.fsck(false).unwrap().problems.is_empty());
+    }
+    // The run lasts several seconds: at least one kill landed after a checkpoint.
+    assert!(resumed > 0, "no kill landed mid-run");
+}
+
+#[test]
 fn bad_openqasm_is_refused_with_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.qasm");
