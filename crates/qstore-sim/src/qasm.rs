@@ -13,6 +13,13 @@ use crate::circuit::{Gate, Op, Program};
 use std::collections::HashMap;
 use std::f64::consts::PI;
 
+/// Most qubits a program may declare (the simulator itself stops at fewer).
+pub const MAX_QUBITS: usize = 64;
+/// Most classical bits a program may declare.
+pub const MAX_CLBITS: usize = 4096;
+/// Deepest nesting of parentheses and unary operators in an expression.
+const MAX_EXPR_DEPTH: usize = 256;
+
 /// A parse or semantic error, with the 1-based line it is on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}: {msg}")]
@@ -195,6 +202,7 @@ struct Parser {
     qelib: bool,
     gates: HashMap<String, GateDef>,
     prog: Program,
+    depth: usize,
 }
 
 impl Parser {
@@ -273,6 +281,17 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, QasmError> {
+        self.depth += 1;
+        let r = if self.depth > MAX_EXPR_DEPTH {
+            err(self.line(), "expression nested too deeply")
+        } else {
+            self.unary_inner()
+        };
+        self.depth -= 1;
+        r
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, QasmError> {
         if self.is_sym("-") {
             self.pos += 1;
             return Ok(Expr::Neg(Box::new(self.unary()?)));
@@ -413,6 +432,24 @@ impl Parser {
                     return err(line, format!("register {name} is declared twice"));
                 }
                 let start = regs.last().map_or(0, |r| r.1 + r.2);
+                let limit = if word == "qreg" {
+                    MAX_QUBITS
+                } else {
+                    MAX_CLBITS
+                };
+                if start + n > limit {
+                    return err(
+                        line,
+                        format!(
+                            "more than {limit} {}s in all",
+                            if word == "qreg" {
+                                "qubit"
+                            } else {
+                                "classical bit"
+                            }
+                        ),
+                    );
+                }
                 regs.push((name, start, n));
                 if word == "qreg" {
                     self.prog.qubits = start + n;
@@ -460,6 +497,12 @@ impl Parser {
                     Some(r) => (r.1, r.2),
                     None => return err(line, format!("unknown classical register {reg}")),
                 };
+                if size > 64 {
+                    return err(
+                        line,
+                        format!("if on register {reg} of {size} bits (at most 64)"),
+                    );
+                }
                 self.statement(Some((start, size, v)))?;
             }
             _ => {
@@ -525,6 +568,9 @@ impl Parser {
     ) -> Result<(), QasmError> {
         if depth > 64 {
             return err(line, format!("gate {name} is defined recursively"));
+        }
+        if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
+            return err(line, format!("a parameter of gate {name} evaluates to {v}"));
         }
         if let Some(def) = self.gates.get(name).cloned() {
             if def.params.len() != vals.len() || def.qargs.len() != qs.len() {
@@ -694,6 +740,7 @@ pub fn parse(src: &str) -> Result<Program, QasmError> {
         qelib: false,
         gates: HashMap::new(),
         prog: Program::default(),
+        depth: 0,
     }
     .program()
 }
