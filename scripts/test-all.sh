@@ -21,3 +21,6 @@ python -m pip install -q --disable-pip-version-check --no-build-isolation --no-d
 # The simulator tests drive the qstore binary that `cargo test` built.
 export QSTORE_BIN="$PWD/target/debug/qstore"
 python -m pytest -q python/tests
+
+# The Docker volume plugin against a real Docker engine (installs and starts one if needed).
+./scripts/test-docker.sh

@@ -228,6 +228,30 @@ enum Cmd {
         #[arg(long)]
         density_matrix: bool,
     },
+    /// Serve the Docker volume plugin (legacy protocol) on a unix socket; volumes live under
+    /// --root and are snapshotted into the repository.
+    VolumePlugin {
+        /// Where volumes, disk images and the volume table live.
+        #[arg(long, default_value = "/var/lib/qstore/volumes")]
+        root: PathBuf,
+        /// The socket Docker discovers the plugin by.
+        #[arg(long, default_value = "/run/docker/plugins/qstore.sock")]
+        socket: PathBuf,
+        /// Docker's API socket, to reconcile mount counts with running containers.
+        #[arg(long, default_value = "/var/run/docker.sock")]
+        docker_socket: PathBuf,
+        /// How often to reconcile.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        reconcile_every: std::time::Duration,
+    },
+    /// Talk to a running volume plugin: `ls`, `snapshot NAME -m MSG`, `rm NAME`.
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+        /// The plugin's socket.
+        #[arg(long, global = true, default_value = "/run/docker/plugins/qstore.sock")]
+        socket: PathBuf,
+    },
     /// Commit COUNT small states, printing each commit id once it is durable (used by the
     /// crash and gc tests). With --cycle N, paths repeat every N commits (making garbage).
     #[command(hide = true)]
@@ -249,6 +273,20 @@ enum Cmd {
         #[arg(long, default_value = "main")]
         branch: String,
     },
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// List the plugin's volumes.
+    Ls,
+    /// Commit a volume's files to the repository now (under volumes/NAME).
+    Snapshot {
+        name: String,
+        #[arg(short, long, default_value = "snapshot")]
+        message: String,
+    },
+    /// Remove a volume (refused while mounted).
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -333,13 +371,16 @@ fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
 }
 
 fn main() {
-    // Die quietly on a closed pipe (`qstore ls | head`), as command-line tools do, instead of
-    // panicking in println!.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // Die quietly on a closed pipe (`qstore ls | head`), as command-line tools do, instead of
+    // panicking in println!. Not for the plugin server: a client that goes away mid-answer
+    // must cost it one connection (EPIPE), not the process.
+    if !matches!(cli.cmd, Cmd::VolumePlugin { .. }) {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let json = cli.json;
     if let Err(e) = run(cli) {
         let code = exit_code(&e);
@@ -584,6 +625,69 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Demo { dir, qubits } => demo::run(&dir, qubits, &out)?,
+        Cmd::VolumePlugin {
+            root,
+            socket,
+            docker_socket,
+            reconcile_every,
+        } => {
+            let repo = Repository::open_or_init(&repo_address(&cli.repo)?)?;
+            let driver = qstore_volume::Driver::open(&root, repo).map_err(anyhow::Error::msg)?;
+            eprintln!("qstore volume-plugin: serving {}", socket.display());
+            qstore_volume::server::serve(driver, &socket, &docker_socket, reconcile_every)
+                .map_err(anyhow::Error::msg)?;
+        }
+        Cmd::Volume { cmd, socket } => {
+            let call = |endpoint: &str, body: serde_json::Value| -> Result<serde_json::Value> {
+                let v = qstore_volume::client::call(&socket, endpoint, &body)
+                    .map_err(anyhow::Error::msg)?;
+                match v["Err"].as_str() {
+                    Some(e) if !e.is_empty() => Err(anyhow::Error::msg(e.to_string())),
+                    _ => Ok(v),
+                }
+            };
+            match cmd {
+                VolumeCmd::Ls => {
+                    let v = call("/VolumeDriver.List", json!({}))?;
+                    out.emit(v.clone(), || {
+                        v["Volumes"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|x| {
+                                        format!(
+                                            "{:<24} {:<7} {:>14} mounts={} {}",
+                                            x["Name"].as_str().unwrap_or(""),
+                                            x["Status"]["tier"].as_str().unwrap_or(""),
+                                            x["Status"]["size"],
+                                            x["Status"]["mounts"],
+                                            x["Mountpoint"].as_str().unwrap_or("")
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            })
+                            .unwrap_or_default()
+                    });
+                }
+                VolumeCmd::Snapshot { name, message } => {
+                    let v = call(
+                        "/QStore.Snapshot",
+                        json!({"Name": name, "Message": message}),
+                    )?;
+                    out.emit(v.clone(), || {
+                        format!(
+                            "snapshot of {name}: commit {}",
+                            v["Commit"].as_str().unwrap_or("")
+                        )
+                    });
+                }
+                VolumeCmd::Rm { name } => {
+                    call("/VolumeDriver.Remove", json!({"Name": name}))?;
+                    out.emit(json!({"removed": name}), || format!("removed {name}"));
+                }
+            }
+        }
         Cmd::Run {
             circuit,
             branch,
