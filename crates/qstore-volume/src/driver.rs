@@ -62,8 +62,12 @@ impl Driver {
             table,
             unused: Default::default(),
         };
+        // A volume that cannot be mounted again is reported, not fatal: the plugin must still
+        // answer Get for every volume, or Docker forgets them all. Its next Mount retries.
         for v in d.table.volumes.values() {
-            provision(&v.spec, &d.dir(&v.name), &d.image(&v.name))?;
+            if let Err(e) = provision(&v.spec, &d.dir(&v.name), &d.image(&v.name)) {
+                eprintln!("qstore volume-plugin: volume {}: {e}", v.name);
+            }
         }
         Ok(d)
     }
