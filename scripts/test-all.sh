@@ -7,6 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the volume plugin's tests need (mkfs.ext4 for its disk tier, a Docker
+# engine and busybox for the end-to-end tests), installed once when missing.
+if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static >/dev/null
+fi
+
 cargo test --workspace
 
 venv=target/py-venv
