@@ -747,15 +747,18 @@ fn run(cli: Cli) -> Result<()> {
                     run::study(
                         &address,
                         &circuit,
-                        run::Study {
+                        qstore_sim::StudyOptions {
                             branch,
                             prefix: output.unwrap_or_else(|| "study".into()),
                             trajectories: t,
                             shots: shots_per_trajectory,
                             seed,
                             noise: model,
-                            save,
+                            density: false,
+                            states: false,
+                            scratch_quota: 64 << 30,
                         },
+                        &save,
                         &out,
                     )?
                 }

@@ -29,43 +29,29 @@ fn load(circuit: &Path) -> Result<(String, qstore_sim::Program)> {
     Ok((source, program))
 }
 
-/// A noisy study as the command line gives it.
-pub struct Study {
-    pub branch: String,
-    pub prefix: String,
-    pub trajectories: usize,
-    pub shots: usize,
-    pub seed: u64,
-    pub noise: NoiseModel,
-    pub save: Vec<String>,
-}
-
-/// Run a noisy Monte-Carlo study of `circuit` on the repository at `address`.
-pub fn study(address: &str, circuit: &Path, s: Study, out: &Out) -> Result<()> {
+/// Run a noisy Monte-Carlo study of `circuit` on the repository at `address`. `save` is the
+/// `--save` list (counts, density, states); without it, the averaged density matrix is kept
+/// up to 10 qubits.
+pub fn study(
+    address: &str,
+    circuit: &Path,
+    mut opts: StudyOptions,
+    save: &[String],
+    out: &Out,
+) -> Result<()> {
     let (source, program) = load(circuit)?;
-    for w in &s.save {
-        if !["counts", "density", "states"].contains(&w.as_str()) {
-            return Err(
-                crate::UsageError(format!("--save {w}: use counts, density or states")).into(),
-            );
-        }
+    if let Some(w) = save
+        .iter()
+        .find(|w| !["counts", "density", "states"].contains(&w.as_str()))
+    {
+        return Err(crate::UsageError(format!("--save {w}: use counts, density or states")).into());
     }
-    let explicit = !s.save.is_empty();
-    let opts = StudyOptions {
-        branch: s.branch.clone(),
-        prefix: s.prefix.clone(),
-        trajectories: s.trajectories,
-        shots: s.shots,
-        seed: s.seed,
-        noise: s.noise,
-        density: if explicit {
-            s.save.iter().any(|w| w == "density")
-        } else {
-            program.qubits <= 10
-        },
-        states: s.save.iter().any(|w| w == "states"),
-        scratch_quota: 64 << 30,
+    opts.density = if save.is_empty() {
+        program.qubits <= 10
+    } else {
+        save.iter().any(|w| w == "density")
     };
+    opts.states = save.iter().any(|w| w == "states");
     let repo = Repository::open_or_init(address)?;
     let r = qstore_sim::study(&repo, &source, &program, &opts)?;
     out.emit(
@@ -73,7 +59,7 @@ pub fn study(address: &str, circuit: &Path, s: Study, out: &Out) -> Result<()> {
             "circuit": circuit.display().to_string(), "qubits": r.qubits,
             "trajectories": r.trajectories, "shots": r.shots, "error_free": r.error_free,
             "distinct_states": r.distinct_states, "outcomes": r.outcomes, "seconds": r.seconds,
-            "scratch_peak_bytes": r.scratch_peak_bytes, "branch": s.branch, "prefix": s.prefix,
+            "scratch_peak_bytes": r.scratch_peak_bytes, "branch": opts.branch, "prefix": opts.prefix,
             "commit": r.commit,
         }),
         || {
@@ -96,8 +82,8 @@ pub fn study(address: &str, circuit: &Path, s: Study, out: &Out) -> Result<()> {
             }
             t += &format!(
                 "stored under {}/ on branch {} (commit {}): counts ({} outcomes){}{}",
-                s.prefix,
-                s.branch,
+                opts.prefix,
+                opts.branch,
                 &r.commit[..12.min(r.commit.len())],
                 r.outcomes,
                 if opts.density { ", density_matrix" } else { "" },

@@ -115,3 +115,20 @@ pub fn slice<'a, T: Element>(ro: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyR
     ro.as_slice()
         .map_err(|e| invalid(format!("{what} is not contiguous: {e}")))
 }
+
+/// What every dense put from Python takes: the array description, the put options, and a read
+/// borrow of the caller's buffer (its bytes via [`slice`]).
+pub fn dense_put<'py>(
+    data: &Bound<'py, PyArray1<u8>>,
+    dtype_name: &str,
+    shape: Vec<u64>,
+    kind: &str,
+    dense: bool,
+    tags: BTreeMap<String, String>,
+) -> PyResult<(ArrayInfo, qstore::PutOptions, PyReadonlyArray1<'py, u8>)> {
+    Ok((
+        array_info(dtype_name, shape)?,
+        put_options(kind, dense, tags)?,
+        readonly(data, "input buffer")?,
+    ))
+}

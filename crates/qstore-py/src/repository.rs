@@ -1,7 +1,7 @@
 //! `NativeRepository`: one open repository (a cheap clone of the engine's `Repository`),
 //! with reads into caller-provided NumPy buffers, listings, history, refs and maintenance.
 
-use crate::convert::{array_info, commit_dict, entry_dict, json, put_options, readonly, slice};
+use crate::convert::{commit_dict, dense_put, entry_dict, json, slice};
 use crate::errors::{IntoPyResult, invalid};
 use crate::scratch::NativeScratch;
 use crate::transaction::NativeTransaction;
@@ -358,9 +358,7 @@ impl NativeRepository {
         author: String,
         metadata: BTreeMap<String, String>,
     ) -> PyResult<NativePending> {
-        let info = array_info(dtype, shape)?;
-        let opts = put_options(kind, dense, tags)?;
-        let ro = readonly(data, "input buffer")?;
+        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags)?;
         let bytes = slice(&ro, "input buffer")?;
         let commit = CommitOptions {
             message,

@@ -2,7 +2,7 @@
 //! states in it. Closing the space (or dropping it) removes everything it holds; a handle
 //! released from Python drops its engine handle at once.
 
-use crate::convert::{array_info, entry_dict, json, put_options, readonly, slice};
+use crate::convert::{dense_put, entry_dict, json, slice};
 use crate::errors::{IntoPyResult, invalid};
 use crate::repository::{SparseArrays, read_into, read_sparse};
 use numpy::PyArray1;
@@ -52,9 +52,7 @@ impl NativeScratch {
         dense: bool,
         tags: BTreeMap<String, String>,
     ) -> PyResult<NativeHandle> {
-        let info = array_info(dtype, shape)?;
-        let opts = put_options(kind, dense, tags)?;
-        let ro = readonly(data, "input buffer")?;
+        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags)?;
         let bytes = slice(&ro, "input buffer")?;
         let h = py
             .detach(|| {

@@ -1,7 +1,7 @@
 //! `NativeTransaction`: puts, deletes and copies on one branch, committed atomically. The
 //! engine transaction sits behind a mutex that is only locked with the GIL released.
 
-use crate::convert::{array_info, dtype, entry_dict, json, put_options, readonly, slice};
+use crate::convert::{dense_put, dtype, entry_dict, json, put_options, readonly, slice};
 use crate::errors::IntoPyResult;
 use crate::scratch::NativeHandle;
 use numpy::PyArray1;
@@ -63,9 +63,7 @@ impl NativeTransaction {
         dense: bool,
         tags: BTreeMap<String, String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let info = array_info(dtype, shape)?;
-        let opts = put_options(kind, dense, tags)?;
-        let ro = readonly(data, "input buffer")?;
+        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags)?;
         let bytes = slice(&ro, "input buffer")?;
         let e = self.with(py, |tx| tx.put(path, &info, bytes, &opts))?;
         entry_out(py, path, &e)

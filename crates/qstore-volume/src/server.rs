@@ -26,6 +26,20 @@ fn err_json(r: Result<(), String>) -> Json<ErrResponse> {
     })
 }
 
+/// `{"Mountpoint": ..., "Err": ...}` of Mount and Path.
+fn mountpoint(r: Result<String, String>) -> Json<MountResponse> {
+    Json(match r {
+        Ok(m) => MountResponse {
+            mountpoint: m,
+            err: String::new(),
+        },
+        Err(e) => MountResponse {
+            mountpoint: String::new(),
+            err: e,
+        },
+    })
+}
+
 fn with<R>(s: &Shared, f: impl FnOnce(&mut Driver) -> R) -> R {
     let mut d = s.lock().unwrap_or_else(|e| e.into_inner());
     f(&mut d)
@@ -51,16 +65,7 @@ async fn remove(State(s): State<Shared>, b: Bytes) -> impl IntoResponse {
 }
 
 async fn mount(State(s): State<Shared>, b: Bytes) -> impl IntoResponse {
-    match body::<MountRequest>(&b).and_then(|r| with(&s, |d| d.mount(&r.name, &r.id))) {
-        Ok(m) => Json(MountResponse {
-            mountpoint: m,
-            err: String::new(),
-        }),
-        Err(e) => Json(MountResponse {
-            mountpoint: String::new(),
-            err: e,
-        }),
-    }
+    mountpoint(body::<MountRequest>(&b).and_then(|r| with(&s, |d| d.mount(&r.name, &r.id))))
 }
 
 async fn unmount(State(s): State<Shared>, b: Bytes) -> impl IntoResponse {
@@ -68,16 +73,7 @@ async fn unmount(State(s): State<Shared>, b: Bytes) -> impl IntoResponse {
 }
 
 async fn path(State(s): State<Shared>, b: Bytes) -> impl IntoResponse {
-    match body::<NameRequest>(&b).and_then(|r| with(&s, |d| d.path(&r.name))) {
-        Ok(m) => Json(MountResponse {
-            mountpoint: m,
-            err: String::new(),
-        }),
-        Err(e) => Json(MountResponse {
-            mountpoint: String::new(),
-            err: e,
-        }),
-    }
+    mountpoint(body::<NameRequest>(&b).and_then(|r| with(&s, |d| d.path(&r.name))))
 }
 
 async fn get(State(s): State<Shared>, b: Bytes) -> impl IntoResponse {
