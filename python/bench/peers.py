@@ -16,6 +16,12 @@ It prints one table per state size with throughputs and ratios to qstore, and wr
 figure to a JSON file. Run it with the test environment (``scripts/test-all.sh`` creates it):
 
     target/py-venv/bin/python python/bench/peers.py --qubits 20,22,24 --json-out peers.json
+
+``--history N`` (default 2000; 0 skips it) then runs the noise-trajectory workload of many
+small commits: N commits of one 16-amplitude complex128 state each under ``traj/``, one
+process, by qstore (``repo.put``, a durable commit each) and by icechunk (a writable session,
+a zarr array and a commit each; skipped when icechunk is not installed), and prints the
+repository bytes, files and seconds at 100, 500, 1000 and 2000 commits.
 """
 
 from __future__ import annotations
@@ -113,6 +119,69 @@ def evict(path: str) -> None:
 
 def stored_bytes(path: str) -> int:
     return sum(os.path.getsize(f) for f in files_under(path))
+
+
+# ---- many small commits: the noise-trajectory workload ------------------------------------
+
+
+def trajectory(k: int) -> np.ndarray:
+    v = np.zeros(16, dtype=np.complex128)
+    a = ((k % 1000) + 1) * 1e-4
+    v[0] = np.sqrt(1 - a * a)
+    v[1 + k % 15] = a
+    return v
+
+
+def history_qstore(dest: str, n: int, marks: List[int]) -> List[Dict]:
+    repo = qstore.open(dest)
+    out, t = [], time.perf_counter()
+    for k in range(n):
+        repo.put(f"traj/t{k:05}", trajectory(k), message=f"trajectory {k}")
+        if k + 1 in marks:
+            out.append(dict(commits=k + 1, bytes=stored_bytes(dest), files=len(files_under(dest)),
+                            seconds=time.perf_counter() - t))
+    return out
+
+
+def history_icechunk(dest: str, n: int, marks: List[int]) -> List[Dict]:
+    import icechunk
+    import zarr
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(dest))
+    out, t = [], time.perf_counter()
+    for k in range(n):
+        session = repo.writable_session("main")
+        root = zarr.open_group(store=session.store, mode="a")
+        arr = root.create_array(f"traj/t{k:05}", shape=(16,), dtype="complex128", chunks=(16,))
+        arr[:] = trajectory(k)
+        session.commit(f"trajectory {k}")
+        if k + 1 in marks:
+            out.append(dict(commits=k + 1, bytes=stored_bytes(dest), files=len(files_under(dest)),
+                            seconds=time.perf_counter() - t))
+    return out
+
+
+def run_history(workdir: str, n: int) -> Dict:
+    marks = [m for m in (100, 500, 1000, 2000) if m <= n] or [n]
+    if n not in marks:
+        marks.append(n)
+    res = {"qstore": history_qstore(os.path.join(workdir, "h-qstore"), n, marks)}
+    try:
+        import icechunk
+
+        res["icechunk " + icechunk.__version__] = history_icechunk(
+            os.path.join(workdir, "h-icechunk"), n, marks)
+    except ImportError:
+        print("(icechunk is not installed: pip install icechunk to compare)")
+    print(f"\n{n} commits of one 16-amplitude state each (one process):")
+    print(f"{'method':<18} {'commits':>8} {'bytes':>12} {'files':>7} {'seconds':>9} {'bytes vs qstore':>16}")
+    base = {r["commits"]: r for r in res["qstore"]}
+    for name, rows in res.items():
+        for r in rows:
+            ratio = r["bytes"] / base[r["commits"]]["bytes"]
+            print(f"{name:<18} {r['commits']:>8} {size_str(r['bytes']):>12} {r['files']:>7} "
+                  f"{r['seconds']:>9.2f} {ratio:>15.2f}x")
+    return res
 
 
 # ---- methods: (write(array, dest), read(dest) -> array, cache reset) -----------------------
@@ -303,11 +372,17 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=2, help="writes per method (best is kept)")
     p.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
     p.add_argument("--json-out", default="peers-bench.json")
+    p.add_argument("--history", type=int, default=2000,
+                   help="commits of the many-small-commits workload (0: skip it)")
     args = p.parse_args(argv)
     workdir = tempfile.mkdtemp(prefix="qstore-peers-", dir=args.dir)
     results = []
+    history = None
     try:
-        for n in [int(x) for x in args.qubits.split(",")]:
+        if args.history > 0:
+            history = run_history(workdir, args.history)
+            sys.stdout.flush()
+        for n in [int(x) for x in [q for q in args.qubits.split(",") if q]]:
             for kind in args.classes.split(","):
                 a = aer_state(kind, n)
                 rows = [measure(m, a, workdir, args.repeat) for m in methods()]
@@ -324,7 +399,7 @@ def main(argv=None) -> int:
         numpy=np.__version__,
     )
     with open(args.json_out, "w") as f:
-        json.dump(dict(meta=meta, results=results), f, indent=1)
+        json.dump(dict(meta=meta, results=results, history=history), f, indent=1)
     print(f"\nfigures written to {args.json_out}")
     bad = [r for res in results for r in res["rows"] if not r["bit_exact"]]
     return 1 if bad else 0

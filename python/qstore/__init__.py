@@ -29,12 +29,14 @@ from .repository import (
     StateInfo,
     Transaction,
     open,
+    upgrade,
 )
 from .scratch import Handle, Scratch
 
 __all__ = [
     "__version__",
     "open",
+    "upgrade",
     "Repository",
     "Transaction",
     "PendingCommit",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _native
 from ._native import NativeRepository, NativeTransaction
 from .errors import InvalidState
 
@@ -353,6 +353,11 @@ class Repository:
         """Check every ref, commit, tree and manifest (and with ``full`` every chunk)."""
         return json.loads(self._n.fsck(full))
 
+    def repack(self, all: bool = False) -> Dict[str, Any]:
+        """Merge small packs into few large ones now (``all``: every pack under the pack size
+        target). Commits already do this past a threshold; safe while others commit."""
+        return json.loads(self._n.repack(all))
+
     def set_cache_bytes(self, n: Union[int, str]) -> None:
         """Size the chunk cache shared by this repository's readers."""
         self._n.set_cache_bytes(_arrays.parse_size(n))
@@ -511,6 +516,13 @@ class PendingCommit:
 
     def done(self) -> bool:
         return self._n.done()
+
+
+def upgrade(url: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+    """Rewrite a repository of an older format (version 1) as the current one, in place,
+    keeping every commit id (older qstore builds cannot open it afterwards). Until then this
+    build reads it but refuses changes."""
+    return json.loads(_native.upgrade(os.fspath(url)))
 
 
 def open(url: Union[str, "os.PathLike[str]", None] = None, *, create: bool = True) -> Repository:

@@ -3,6 +3,7 @@
 //! lives here.
 
 mod bench;
+mod bench_history;
 mod demo;
 mod output;
 mod run;
@@ -59,6 +60,25 @@ enum Cmd {
         /// Chunk size in bytes (a power of two).
         #[arg(long, default_value_t = 1 << 20)]
         chunk_size: u64,
+        /// Merge the small packs automatically once there are this many (0: only `qstore
+        /// repack` and `qstore gc` merge).
+        #[arg(long, default_value_t = qstore::format::config::DEFAULT_MERGE_THRESHOLD)]
+        merge_threshold: u32,
+        /// Packs smaller than this are small (e.g. 32M).
+        #[arg(long, default_value = "32M", value_parser = parse_bytes)]
+        merge_pack_bytes: u64,
+    },
+    /// Rewrite a repository of an older format (version 1) as the current one, in place,
+    /// keeping every commit id; older qstore builds cannot open it afterwards.
+    Upgrade {
+        /// The repository (default: --repo / QSTORE_REPO).
+        path: Option<String>,
+    },
+    /// Merge small packs into few large ones now (`--all`: every pack under the pack size
+    /// target). Commits already do this automatically past a threshold.
+    Repack {
+        #[arg(long)]
+        all: bool,
     },
     /// Store a state from a .npy file (dense) or a .json file (sparse) and commit it.
     Put(PutArgs),
@@ -180,6 +200,20 @@ enum Cmd {
         /// Also write the rows to this JSON file.
         #[arg(long = "json-out")]
         json_out: Option<PathBuf>,
+        /// Measure history instead: single-path commits by fresh processes in one directory
+        /// of growing size, and 2,000 one-state commits (see the README).
+        #[arg(long)]
+        history: bool,
+        /// Directory sizes of --history (entries).
+        #[arg(
+            long,
+            default_value = "1000,10000,100000,1000000",
+            value_delimiter = ','
+        )]
+        history_sizes: Vec<u64>,
+        /// Single-path commits timed at each size of --history.
+        #[arg(long, default_value_t = 1000)]
+        history_commits: usize,
     },
     /// Simulate an OpenQASM 2.0 circuit into the repository (created when missing), with
     /// asynchronous checkpoints; `--resume` continues from the latest checkpoint of the branch.
@@ -260,6 +294,10 @@ enum Cmd {
         #[arg(long, default_value_t = 2.0)]
         ttl: f64,
     },
+    /// Commit one state at PATH in a fresh process and print what it cost as JSON (used by
+    /// `bench --history`).
+    #[command(hide = true)]
+    BenchCommit { path: String, seed: u64 },
     #[command(hide = true)]
     CommitLoop {
         prefix: String,
@@ -272,7 +310,21 @@ enum Cmd {
         seconds: Option<f64>,
         #[arg(long, default_value = "main")]
         branch: String,
+        /// Amplitudes per state: 256 (values i*512+k) or another power of two
+        /// (incompressible values, see `loop_amplitude`).
+        #[arg(long, default_value_t = 256)]
+        amps: u64,
     },
+}
+
+/// Component `k` of state `i` written by `commit-loop --amps N` (N != 256): a finite double in
+/// [-1, 1) from a splitmix64 hash, so the states do not compress.
+fn loop_amplitude(i: u64, k: u64) -> f64 {
+    let mut z = (i << 32 | k).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
 }
 
 #[derive(Subcommand)]
@@ -299,6 +351,27 @@ enum ScratchCmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Parse a byte count: `4096`, `64K`, `32M`, `2G` (binary multiples).
+fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("unknown unit in {s:?} (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a byte count"))
 }
 
 /// Parse `30s`, `10m`, `1h`, `2d`, `1w` (a bare number is seconds).
@@ -478,21 +551,62 @@ fn commit_options(c: &CommitArgs) -> CommitOptions {
 fn run(cli: Cli) -> Result<()> {
     let out = Out { json: cli.json };
     match cli.cmd {
-        Cmd::Init { path, chunk_size } => {
+        Cmd::Init {
+            path,
+            chunk_size,
+            merge_threshold,
+            merge_pack_bytes,
+        } => {
             let address = match path {
                 Some(p) => p,
                 None => repo_address(&cli.repo)?,
             };
             let config = RepoConfig {
                 chunk_size,
+                merge_threshold,
+                merge_pack_bytes,
                 ..RepoConfig::default()
             };
             let repo = Repository::init(&address, config)?;
             let head = repo.branch_head("main")?;
+            let id = repo.config().repository_id.clone();
             out.emit(
-                json!({"repository": address, "branch": "main", "commit": head.to_hex(), "chunk_size": chunk_size}),
-                || format!("initialized qstore repository at {address} (branch main, chunk size {})", human_bytes(chunk_size as u128)),
+                json!({"repository": address, "repository_id": id, "format_version": repo.config().format_version, "branch": "main", "commit": head.to_hex(), "chunk_size": chunk_size}),
+                || format!("initialized qstore repository at {address} (branch main, chunk size {}, id {id})", human_bytes(chunk_size as u128)),
             );
+        }
+        Cmd::Upgrade { path } => {
+            let address = match path {
+                Some(p) => p,
+                None => repo_address(&cli.repo)?,
+            };
+            let r = Repository::upgrade(&address)?;
+            out.emit(serde_json::to_value(&r)?, || {
+                if r.changed {
+                    format!(
+                        "upgraded {} from format version {} to {} (repository id {}); {} old packs rewritten, {} packs now; commit ids unchanged",
+                        r.address, r.from_version, r.to_version, r.repository_id, r.packs_converted, r.packs_after
+                    )
+                } else {
+                    format!("{} is already format version {}", r.address, r.to_version)
+                }
+            });
+        }
+        Cmd::Repack { all } => {
+            let repo = open(&cli.repo)?;
+            let r = repo.repack(all)?;
+            out.emit(serde_json::to_value(&r)?, || {
+                format!(
+                    "merged {} packs ({}) into {} ({}); {} objects copied, {} duplicates dropped; {} packs now",
+                    r.packs_merged,
+                    human_bytes(r.bytes_merged as u128),
+                    r.packs_written,
+                    human_bytes(r.bytes_written as u128),
+                    r.objects_copied,
+                    r.duplicates_dropped,
+                    r.packs_after
+                )
+            });
         }
         Cmd::Put(args) => put(&open(&cli.repo)?, args, &out)?,
         Cmd::Get {
@@ -788,9 +902,28 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Bench {
             dir,
+            history: true,
+            history_sizes,
+            history_commits,
+            json_out,
+            ..
+        } => bench_history::run(
+            &dir,
+            &history_sizes,
+            history_commits,
+            json_out.as_ref(),
+            &out,
+        )?,
+        Cmd::BenchCommit { path, seed } => {
+            let one = bench_history::commit_one(&repo_address(&cli.repo)?, &path, seed)?;
+            println!("{}", serde_json::to_string(&one)?);
+        }
+        Cmd::Bench {
+            dir,
             sizes,
             classes,
             json_out,
+            ..
         } => {
             let sizes = sizes
                 .iter()
@@ -811,12 +944,14 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             out.emit(serde_json::to_value(&r)?, || {
                 format!(
-                    "{}{} of {} packs deleted, {} rewritten, {} too young to touch; {} objects removed; {} freed of {}; {} live objects{}{}",
+                    "{}{} of {} packs deleted, {} rewritten, {} too young to touch, {} small ones merged, {} left; {} objects removed; {} freed of {}; {} live objects{}{}",
                     if r.dry_run { "dry run: would have: " } else { "" },
                     r.packs_deleted,
                     r.packs_before,
                     r.packs_rewritten,
                     r.packs_too_young,
+                    r.packs_merged,
+                    r.packs_after,
                     r.objects_deleted,
                     human_bytes(r.bytes_freed as u128),
                     human_bytes(r.bytes_before as u128),
@@ -941,7 +1076,13 @@ fn run(cli: Cli) -> Result<()> {
             cycle,
             seconds,
             branch,
+            amps,
         } => {
+            if !amps.is_power_of_two() || amps < 2 {
+                return Err(anyhow!(Error::InvalidArgument(
+                    "--amps must be a power of two".into()
+                )));
+            }
             let repo = open(&cli.repo)?;
             let stdout = std::io::stdout();
             let started = std::time::Instant::now();
@@ -951,12 +1092,16 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let mut tx = repo.transaction(&branch)?;
                 let path = format!("{prefix}/s{:06}", cycle.map_or(i, |c| i % c.max(1)));
-                let amp: Vec<f64> = (0..512).map(|k| (i * 512 + k) as f64).collect();
+                let amp: Vec<f64> = if amps == 256 {
+                    (0..512).map(|k| (i * 512 + k) as f64).collect()
+                } else {
+                    (0..2 * amps).map(|k| loop_amplitude(i, k)).collect()
+                };
                 tx.put(
                     &path,
                     &ArrayInfo {
                         dtype: qstore::DType::Complex128,
-                        shape: vec![256],
+                        shape: vec![amps],
                     },
                     bytemuck::cast_slice(&amp),
                     &PutOptions::default(),

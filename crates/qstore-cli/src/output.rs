@@ -119,6 +119,19 @@ pub fn print_stats(s: &RepoStats) {
         println!("files on disk:      {f}");
     }
     println!(
+        "tree nodes:         {} (distinct, in all history)",
+        s.tree_nodes
+    );
+    println!(
+        "format:             version {}{}",
+        s.format_version,
+        if s.repository_id.is_empty() {
+            " (read-only: run `qstore upgrade`)".to_string()
+        } else {
+            format!(", repository id {}", s.repository_id)
+        }
+    );
+    println!(
         "chunk cache:        {} of {} used, {} hits, {} misses (this process)",
         human_bytes(s.cache.cached_bytes as u128),
         human_bytes(s.cache.capacity_bytes as u128),

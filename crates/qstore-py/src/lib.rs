@@ -19,8 +19,19 @@ mod transaction;
 
 use pyo3::prelude::*;
 
+/// Upgrade the repository at `address` to the current format in place; report as JSON.
+#[pyfunction]
+fn upgrade(py: Python<'_>, address: &str) -> PyResult<String> {
+    use errors::IntoPyResult;
+    convert::json(
+        &py.detach(|| qstore::Repository::upgrade(address))
+            .py_err()?,
+    )
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(upgrade, m)?)?;
     m.add_class::<repository::NativeRepository>()?;
     m.add_class::<repository::NativePending>()?;
     m.add_class::<transaction::NativeTransaction>()?;

@@ -298,6 +298,11 @@ impl NativeRepository {
         .py_err()
     }
 
+    /// Merge small packs now (`all`: every pack under the pack size target); report as JSON.
+    fn repack(&self, py: Python<'_>, all: bool) -> PyResult<String> {
+        json(&py.detach(|| self.repo.repack(all)).py_err()?)
+    }
+
     /// Check the repository; report as JSON.
     fn fsck(&self, py: Python<'_>, full: bool) -> PyResult<String> {
         json(&py.detach(|| self.repo.fsck(full)).py_err()?)

@@ -84,14 +84,49 @@ fn lz4(shuffled: &[u8]) -> Vec<u8> {
     lz4_flex::block::compress(shuffled)
 }
 
+/// Compress with zstd at `level`, reusing this thread's compression context for that level
+/// (creating a context costs more than compressing a small object).
+fn zstd_level(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    thread_local! {
+        static CONTEXTS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CONTEXTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.iter().any(|(l, _)| *l == level) {
+            c.push((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, z) = c.iter_mut().find(|(l, _)| *l == level)?;
+        z.compress(data).ok()
+    })
+}
+
+/// Decompress a zstd frame into `out`, reusing this thread's decompression context.
+fn zstd_decompress(payload: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        c.as_mut()
+            .expect("just set")
+            .decompress_to_buffer(payload, out)
+            .map_err(|e| format!("zstd: {e}"))
+    })
+}
+
 fn zstd1(shuffled: &[u8]) -> Option<Vec<u8>> {
-    zstd::bulk::compress(shuffled, 1).ok()
+    zstd_level(shuffled, 1)
 }
 
 /// Plain (unshuffled) zstd runs at level 3: its larger window finds amplitudes repeated far
 /// apart, which is what it is chosen for.
 fn zstd3(raw: &[u8]) -> Option<Vec<u8>> {
-    zstd::bulk::compress(raw, 3).ok()
+    zstd_level(raw, 3)
 }
 
 /// A codec and the byte-shuffle width it is applied with (1: no shuffle).
@@ -262,8 +297,7 @@ pub fn decode(codec: Codec, elem: usize, payload: &[u8], out: &mut [u8]) -> Resu
             let n = if codec == Codec::ShuffleLz4 {
                 lz4_flex::block::decompress_into(payload, sh).map_err(|e| format!("lz4: {e}"))?
             } else {
-                zstd::bulk::decompress_to_buffer(payload, &mut sh[..])
-                    .map_err(|e| format!("zstd: {e}"))?
+                zstd_decompress(payload, &mut sh[..])?
             };
             if n != out.len() {
                 return Err(format!("decoded {n} bytes, expected {}", out.len()));

@@ -109,6 +109,14 @@ pub enum Error {
         needed: u64,
     },
 
+    /// A change to a repository of an older format, which this build reads but does not write.
+    #[error(
+        "the repository at {address} has format version {version}, which this build reads but \
+         does not change: run `qstore upgrade {address}` (older qstore builds cannot open it \
+         afterwards)"
+    )]
+    ReadOnlyFormat { address: String, version: u32 },
+
     /// No repository at the given address.
     #[error("no qstore repository at {0} (run `qstore init {0}`)")]
     RepositoryNotFound(String),
@@ -183,6 +191,7 @@ impl Error {
             | Npy { .. }
             | InvalidArgument(_)
             | TooLargeToMaterialise { .. }
+            | ReadOnlyFormat { .. }
             | BadAddress(_) => ErrorCategory::InvalidInput,
             Io { .. } => ErrorCategory::Io,
             QuotaExceeded { .. } => ErrorCategory::QuotaExceeded,

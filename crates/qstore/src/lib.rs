@@ -25,6 +25,7 @@ pub mod codec;
 pub mod error;
 pub mod format;
 pub mod id;
+pub mod par;
 pub mod path;
 pub mod refs;
 pub mod repo;
@@ -39,11 +40,12 @@ pub use id::ObjectId;
 pub use path::{RefName, StatePath};
 pub use repo::diff::DiffEntry;
 pub use repo::stats::RepoStats;
+pub use repo::upgrade::UpgradeReport;
 pub use repo::{
-    CommitOptions, EncodingChoice, FsckReport, GcOptions, GcReport, PendingCommit, Problem,
-    PutOptions, PutStats, Repository, Scratch, ScratchOptions, ScratchUsage, StateHandle,
-    StateReader, Transaction,
+    CommitOptions, EncodingChoice, FsckReport, GcOptions, GcReport, IoCounters, MergeReport,
+    PendingCommit, Problem, PutOptions, PutStats, Repository, Scratch, ScratchOptions,
+    ScratchUsage, StateHandle, StateReader, Transaction,
 };
 pub use state::dtype::{DType, Encoding, StateKind};
 pub use state::input::{ArrayInfo, DenseSource, FnSource, KindRequest, SliceSource};
-pub use state::sparse::SparseInput;
+pub use state::sparse::{SparseInput, WideSparse, WideSparseInput};

@@ -314,6 +314,8 @@ fn one_object_per_pack_repo() -> (tempfile::TempDir, Repository) {
         RepoConfig {
             chunk_size: 1024,
             pack_target_bytes: 1024,
+            // Keep one object per pack: no automatic merges.
+            merge_threshold: 0,
             ..Default::default()
         },
     )

@@ -23,6 +23,7 @@ pub struct Commit {
 
 impl MetadataObject for Commit {
     const KIND: ObjectKind = ObjectKind::Commit;
+    const VERSION: u8 = 1;
 
     fn validate(&self) -> Result<(), String> {
         if self.parents.len() > 64 {

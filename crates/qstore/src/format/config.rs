@@ -1,37 +1,75 @@
-//! [`RepoConfig`]: the `config.json` blob written once at `init`: format version, chunk size,
-//! pack size target.
+//! [`RepoConfig`]: the `config.json` blob written at `init`: format version, repository id,
+//! chunk size, pack size target and the automatic pack-merge settings.
+//!
+//! Format version 2 is refused by older builds (they read version 1 only), and this build
+//! refuses any config field it does not know, so a later format change cannot be half
+//! understood. Version-1 configs still parse: such a repository is read-only until
+//! `qstore upgrade` rewrites it (see [`RepoConfig::read_only`]).
 
 use super::manifest::check_chunk_size;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// The repository format version this build writes and reads.
-pub const REPO_FORMAT_VERSION: u32 = 1;
+/// The repository format version this build writes.
+pub const REPO_FORMAT_VERSION: u32 = 2;
+/// The oldest repository format version this build reads (read-only, until upgraded).
+pub const OLDEST_READABLE_FORMAT: u32 = 1;
 /// Storage key of the configuration blob.
 pub const CONFIG_KEY: &str = "config.json";
 /// Default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
 /// Default pack size target: 256 MiB.
 pub const DEFAULT_PACK_TARGET: u64 = 256 << 20;
+/// Default number of small packs that triggers an automatic merge.
+pub const DEFAULT_MERGE_THRESHOLD: u32 = 16;
+/// Default size under which a pack counts as small (merged automatically): 32 MiB.
+pub const DEFAULT_MERGE_PACK_BYTES: u64 = 32 << 20;
 
-/// Per-repository settings, fixed at `init`.
+/// Per-repository settings, fixed at `init` (the merge settings may be changed later).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RepoConfig {
     pub format_version: u32,
+    /// A UUID naming this repository (assigned at `init` when empty). Stores that hold part
+    /// of a repository elsewhere (a ref store) record the same id.
+    pub repository_id: String,
     /// Bytes per chunk, a power of two.
     pub chunk_size: u64,
     /// A writer starts a new pack once the current one reaches this size.
     pub pack_target_bytes: u64,
+    /// Merge the small packs once there are this many (0: never automatically; `qstore
+    /// repack` and `qstore gc` still do).
+    pub merge_threshold: u32,
+    /// Packs smaller than this are small: merged automatically.
+    pub merge_pack_bytes: u64,
 }
 
 impl Default for RepoConfig {
     fn default() -> Self {
         RepoConfig {
             format_version: REPO_FORMAT_VERSION,
+            repository_id: String::new(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             pack_target_bytes: DEFAULT_PACK_TARGET,
+            merge_threshold: DEFAULT_MERGE_THRESHOLD,
+            merge_pack_bytes: DEFAULT_MERGE_PACK_BYTES,
         }
     }
+}
+
+/// The version-1 config, exactly as version-1 builds wrote it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigV1 {
+    #[allow(dead_code)]
+    format_version: u32,
+    chunk_size: u64,
+    pack_target_bytes: u64,
+}
+
+/// A fresh repository id: a random (version 4) UUID.
+pub fn new_repository_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 impl RepoConfig {
@@ -41,19 +79,45 @@ impl RepoConfig {
         struct Probe {
             format_version: u32,
         }
-        let probe: Probe = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt("repository config.json", e.to_string()))?;
-        if probe.format_version != REPO_FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "repository".into(),
-                version: probe.format_version,
-                supported: REPO_FORMAT_VERSION,
-            });
-        }
-        let c: RepoConfig = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt("repository config.json", e.to_string()))?;
+        let corrupt =
+            |e: serde_json::Error| Error::corrupt("repository config.json", e.to_string());
+        let probe: Probe = serde_json::from_slice(bytes).map_err(corrupt)?;
+        let c = match probe.format_version {
+            1 => {
+                let v1: ConfigV1 = serde_json::from_slice(bytes).map_err(corrupt)?;
+                RepoConfig {
+                    format_version: 1,
+                    repository_id: String::new(),
+                    chunk_size: v1.chunk_size,
+                    pack_target_bytes: v1.pack_target_bytes,
+                    ..Default::default()
+                }
+            }
+            REPO_FORMAT_VERSION => {
+                let c: RepoConfig = serde_json::from_slice(bytes).map_err(corrupt)?;
+                if uuid::Uuid::parse_str(&c.repository_id).is_err() {
+                    return Err(Error::corrupt(
+                        "repository config.json",
+                        format!("repository_id {:?} is not a UUID", c.repository_id),
+                    ));
+                }
+                c
+            }
+            v => {
+                return Err(Error::UnsupportedVersion {
+                    what: "repository".into(),
+                    version: v,
+                    supported: REPO_FORMAT_VERSION,
+                });
+            }
+        };
         c.check()?;
         Ok(c)
+    }
+
+    /// True for a repository of an older format that this build reads but does not write.
+    pub fn read_only(&self) -> bool {
+        self.format_version < REPO_FORMAT_VERSION
     }
 
     /// Check the settings.
@@ -62,6 +126,11 @@ impl RepoConfig {
         if self.pack_target_bytes < self.chunk_size {
             return Err(Error::InvalidArgument(
                 "the pack size target must be at least one chunk".into(),
+            ));
+        }
+        if self.merge_pack_bytes == 0 {
+            return Err(Error::InvalidArgument(
+                "the small-pack size of automatic merges must be positive".into(),
             ));
         }
         Ok(())
@@ -85,14 +154,55 @@ mod tests {
         }
     }
 
+    fn v2() -> RepoConfig {
+        RepoConfig {
+            repository_id: new_repository_id(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn config_round_trips_and_checks() {
-        let c = RepoConfig::default();
+        let c = v2();
         assert_eq!(RepoConfig::decode(&c.encode()).unwrap(), c);
         let bad = RepoConfig {
             chunk_size: 1000,
-            ..c
+            ..c.clone()
         };
         assert!(RepoConfig::decode(&bad.encode()).is_err());
+        let no_id = RepoConfig {
+            repository_id: "x".into(),
+            ..c
+        };
+        assert!(RepoConfig::decode(&no_id.encode()).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_versions_are_refused() {
+        let mut j: serde_json::Value = serde_json::from_slice(&v2().encode()).unwrap();
+        j["refs"] = "etcd://x".into();
+        assert!(RepoConfig::decode(j.to_string().as_bytes()).is_err());
+        let mut j: serde_json::Value = serde_json::from_slice(&v2().encode()).unwrap();
+        j["format_version"] = 3.into();
+        assert!(matches!(
+            RepoConfig::decode(j.to_string().as_bytes()),
+            Err(Error::UnsupportedVersion { version: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn version_one_reads_as_read_only() {
+        let c = RepoConfig::decode(
+            br#"{"format_version": 1, "chunk_size": 256, "pack_target_bytes": 4096}"#,
+        )
+        .unwrap();
+        assert!(c.read_only());
+        assert_eq!(c.chunk_size, 256);
+        assert!(
+            RepoConfig::decode(
+                br#"{"format_version": 1, "chunk_size": 256, "pack_target_bytes": 4096, "x": 1}"#
+            )
+            .is_err()
+        );
     }
 }

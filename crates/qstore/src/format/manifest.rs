@@ -57,6 +57,7 @@ pub fn check_chunk_size(size: u64) -> Result<(), String> {
 
 impl MetadataObject for Manifest {
     const KIND: ObjectKind = ObjectKind::Manifest;
+    const VERSION: u8 = 1;
 
     fn validate(&self) -> Result<(), String> {
         check_chunk_size(self.chunk_size)?;

@@ -1,21 +1,28 @@
 //! The immutable objects of a repository and their bytes: [`record`] (the header every stored
-//! object starts with), [`pack`] (pack files, their index and footer), [`manifest`] (the
-//! chunks of one state), [`tree`] (paths to state entries, shared subtrees), [`commit`]
-//! and [`config`]. `docs/format.md` describes the same bytes for people.
+//! object starts with), [`pack`] (pack files, their sorted index and footer), [`manifest`]
+//! (the chunks of one state), [`tree`] (the path tree's nodes and state entries),
+//! [`tree_v1`] (the directory trees of format version 1, still read), [`commit`],
+//! [`refs`] (the packed-refs file) and [`config`]. `docs/format.md` describes the same
+//! bytes for people.
 
 pub mod commit;
 pub mod config;
 pub mod manifest;
 pub mod pack;
 pub mod record;
+pub mod refs;
 pub mod tree;
+pub mod tree_v1;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use serde::{Serialize, de::DeserializeOwned};
 
-/// The format version this build writes and the newest it reads, for every object kind.
-pub const OBJECT_VERSION: u8 = 1;
+/// The newest object format version this build reads (tree nodes are version 2; chunks,
+/// manifests and commits are still version 1). Each [`MetadataObject`] names its own.
+pub const OBJECT_VERSION: u8 = 2;
+/// The format version of chunk records.
+pub const CHUNK_VERSION: u8 = 1;
 
 /// The kind of a stored object. The numeric values are part of the on-disk format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -43,6 +50,14 @@ impl ObjectKind {
         }
     }
 
+    /// The newest format version of this kind that this build reads.
+    pub fn newest_version(self) -> u8 {
+        match self {
+            ObjectKind::Tree => 2,
+            ObjectKind::Chunk | ObjectKind::Manifest | ObjectKind::Commit => 1,
+        }
+    }
+
     /// `chunk`, `manifest`, `tree` or `commit`.
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +73,8 @@ impl ObjectKind {
 pub trait MetadataObject: Serialize + DeserializeOwned {
     /// The kind byte of this object.
     const KIND: ObjectKind;
+    /// The format version byte this type is stored with.
+    const VERSION: u8;
     /// Structural checks beyond what deserialisation enforces.
     fn validate(&self) -> std::result::Result<(), String>;
 }
@@ -65,20 +82,17 @@ pub trait MetadataObject: Serialize + DeserializeOwned {
 /// Serialise a metadata object: returns its id and body.
 pub fn encode_object<T: MetadataObject>(value: &T) -> (ObjectId, Vec<u8>) {
     let body = postcard::to_stdvec(value).expect("serialising into a Vec cannot fail");
-    (
-        ObjectId::of_object(T::KIND as u8, OBJECT_VERSION, &body),
-        body,
-    )
+    (ObjectId::of_object(T::KIND as u8, T::VERSION, &body), body)
 }
 
 /// Decode and check a metadata object body. `id` is verified against the body.
 pub fn decode_object<T: MetadataObject>(id: &ObjectId, version: u8, body: &[u8]) -> Result<T> {
     let what = || format!("{} {}", T::KIND.name(), id.short());
-    if version != OBJECT_VERSION {
+    if version != T::VERSION {
         return Err(Error::UnsupportedVersion {
             what: what(),
             version: version as u32,
-            supported: OBJECT_VERSION as u32,
+            supported: T::VERSION as u32,
         });
     }
     if ObjectId::of_object(T::KIND as u8, version, body) != *id {

@@ -1,12 +1,15 @@
 //! Pack files: many records appended one after another, then an index of every record and a
 //! fixed-size footer. [`PackWriter`] writes one, [`decode_footer`]/[`decode_index`] read its
 //! index back, and [`scan_records`] rebuilds an index from the records alone when the index is
-//! damaged or missing (a truncated pack).
+//! damaged or missing (a truncated pack). [`PackIndex`] finds one object by id in O(log n)
+//! without reading the whole index: version-2 packs keep their index sorted by id, and the
+//! pack file is memory-mapped where the storage allows, so opening a repository and looking
+//! up an object costs a few pages, not the whole index.
 //!
 //! ```text
 //! header  16 B   "QSTOREPK" | version u32 LE | reserved u32
 //! records        RecordHeader (56 B) + payload, repeated
-//! index          entry_count x 64 B IndexEntry
+//! index          entry_count x 64 B IndexEntry (version 2: sorted by id)
 //! footer  64 B   index_offset u64 | entry_count u64 | blake3(index) 32 B | reserved u64 | "QSPKIDX1"
 //! ```
 
@@ -15,13 +18,14 @@ use super::record::{RECORD_HEADER_LEN, RecordHeader};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::id::{ObjectId, PackId};
-use crate::storage::{BlobWriter, Storage};
+use crate::storage::{BlobWriter, MappedBlob, Storage};
 use serde::{Deserialize, Serialize};
 
 /// Magic bytes at the start of a pack.
 pub const PACK_MAGIC: [u8; 8] = *b"QSTOREPK";
-/// Pack layout version written and read by this build.
-pub const PACK_VERSION: u32 = 1;
+/// Pack layout version written by this build (2: index sorted by id). Version 1 (unsorted
+/// index) is still read.
+pub const PACK_VERSION: u32 = 2;
 /// Length of the pack header.
 pub const PACK_HEADER_LEN: u64 = 16;
 /// Magic bytes at the end of a pack's footer.
@@ -76,6 +80,25 @@ impl IndexEntry {
         }
     }
 
+    /// Parse one 64-byte index entry.
+    pub fn decode(e: &[u8]) -> std::result::Result<Self, String> {
+        if e.len() < INDEX_ENTRY_LEN as usize {
+            return Err("index entry truncated".into());
+        }
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&e[..32]);
+        Ok(IndexEntry {
+            id: ObjectId(id),
+            offset: u64_at(e, 32),
+            payload_len: u64_at(e, 40),
+            raw_len: u64_at(e, 48),
+            kind: ObjectKind::from_u8(e[56]).ok_or_else(|| format!("unknown kind {}", e[56]))?,
+            version: e[57],
+            codec: Codec::from_u8(e[58]).ok_or_else(|| format!("unknown codec {}", e[58]))?,
+            elem: e[59],
+        })
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.0);
         out.extend_from_slice(&self.offset.to_le_bytes());
@@ -94,18 +117,18 @@ pub fn encode_header() -> [u8; PACK_HEADER_LEN as usize] {
     b
 }
 
-/// Check a pack header.
-pub fn check_header(b: &[u8]) -> std::result::Result<(), String> {
+/// Check a pack header; returns its version (1 or 2).
+pub fn check_header(b: &[u8]) -> std::result::Result<u32, String> {
     if b.len() < PACK_HEADER_LEN as usize || b[..8] != PACK_MAGIC {
         return Err("not a qstore pack (bad magic)".into());
     }
     let v = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-    if v != PACK_VERSION {
+    if !(1..=PACK_VERSION).contains(&v) {
         return Err(format!(
-            "unsupported pack version {v} (this build reads {PACK_VERSION})"
+            "unsupported pack version {v} (this build reads 1 to {PACK_VERSION})"
         ));
     }
-    Ok(())
+    Ok(v)
 }
 
 /// A decoded footer.
@@ -160,18 +183,7 @@ pub fn decode_index(b: &[u8], footer: &Footer) -> std::result::Result<Vec<IndexE
     }
     let mut out = Vec::with_capacity(b.len() / INDEX_ENTRY_LEN as usize);
     for e in b.chunks_exact(INDEX_ENTRY_LEN as usize) {
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&e[..32]);
-        let entry = IndexEntry {
-            id: ObjectId(id),
-            offset: u64_at(e, 32),
-            payload_len: u64_at(e, 40),
-            raw_len: u64_at(e, 48),
-            kind: ObjectKind::from_u8(e[56]).ok_or_else(|| format!("unknown kind {}", e[56]))?,
-            version: e[57],
-            codec: Codec::from_u8(e[58]).ok_or_else(|| format!("unknown codec {}", e[58]))?,
-            elem: e[59],
-        };
+        let entry = IndexEntry::decode(e)?;
         let end = entry
             .offset
             .checked_add(RECORD_HEADER_LEN as u64)
@@ -269,8 +281,10 @@ impl PackWriter {
         })
     }
 
-    /// Write index and footer and make the pack durable; returns its id and index.
-    pub fn finish(mut self) -> Result<(PackId, Vec<IndexEntry>)> {
+    /// Write index (sorted by id) and footer and make the pack durable; returns its id, its
+    /// index and the pack's length in bytes.
+    pub fn finish(mut self) -> Result<(PackId, Vec<IndexEntry>, u64)> {
+        self.entries.sort_by_key(|a| a.id);
         let mut index = Vec::with_capacity(self.entries.len() * INDEX_ENTRY_LEN as usize);
         for e in &self.entries {
             e.encode(&mut index);
@@ -283,7 +297,8 @@ impl PackWriter {
         self.out.write_all(&index)?;
         self.out.write_all(&footer)?;
         self.out.finish()?;
-        Ok((self.id, self.entries))
+        let len = self.offset + index.len() as u64 + FOOTER_LEN;
+        Ok((self.id, self.entries, len))
     }
 }
 
@@ -328,6 +343,255 @@ pub fn read_index(storage: &dyn Storage, id: PackId) -> Result<(Vec<IndexEntry>,
     }
 }
 
+/// Where the sorted index entries of a pack are.
+enum IndexBytes {
+    /// The pack file mapped into memory; the index starts at `offset`.
+    Mapped { blob: MappedBlob, offset: usize },
+    /// Sorted entries held in memory (packs just written, version-1 packs, recovered packs).
+    Owned(Vec<u8>),
+}
+
+/// The index of one pack, searchable by id in O(log n) probes.
+pub struct PackIndex {
+    pub pack: PackId,
+    /// The pack's layout version.
+    pub version: u32,
+    bytes: IndexBytes,
+    count: usize,
+    /// The footer's checksum of a mapped index not verified yet.
+    checksum: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PackIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackIndex({}, {} entries)", self.pack, self.count)
+    }
+}
+
+impl PackIndex {
+    /// An index held in memory, from entries in any order.
+    pub fn from_entries(pack: PackId, version: u32, mut entries: Vec<IndexEntry>) -> Self {
+        entries.sort_by_key(|a| a.id);
+        let mut b = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN as usize);
+        for e in &entries {
+            e.encode(&mut b);
+        }
+        PackIndex {
+            pack,
+            version,
+            count: entries.len(),
+            bytes: IndexBytes::Owned(b),
+            checksum: None,
+        }
+    }
+
+    fn raw(&self) -> &[u8] {
+        match &self.bytes {
+            IndexBytes::Mapped { blob, offset } => {
+                let all = (**blob).as_ref();
+                &all[*offset..*offset + self.count * INDEX_ENTRY_LEN as usize]
+            }
+            IndexBytes::Owned(b) => b,
+        }
+    }
+
+    fn slot(&self, i: usize) -> &[u8] {
+        let at = i * INDEX_ENTRY_LEN as usize;
+        &self.raw()[at..at + INDEX_ENTRY_LEN as usize]
+    }
+
+    /// Check a mapped index against its checksum (and its order); indexes held in memory were
+    /// checked when read.
+    pub fn verify(&self) -> std::result::Result<(), String> {
+        let Some(sum) = self.checksum else {
+            return Ok(());
+        };
+        let raw = self.raw();
+        if *blake3::hash(raw).as_bytes() != sum {
+            return Err("index checksum mismatch".into());
+        }
+        if (1..self.count).any(|i| self.slot(i - 1)[..32] > self.slot(i)[..32]) {
+            return Err("index not sorted by id".into());
+        }
+        Ok(())
+    }
+
+    /// The same index, marked as checked (after [`PackIndex::verify`] passed).
+    pub fn to_verified(&self) -> PackIndex {
+        PackIndex {
+            pack: self.pack,
+            version: self.version,
+            count: self.count,
+            bytes: match &self.bytes {
+                IndexBytes::Mapped { blob, offset } => IndexBytes::Mapped {
+                    blob: blob.clone(),
+                    offset: *offset,
+                },
+                IndexBytes::Owned(b) => IndexBytes::Owned(b.clone()),
+            },
+            checksum: None,
+        }
+    }
+
+    /// True when the index was mapped without checking its checksum yet.
+    pub fn unverified(&self) -> bool {
+        self.checksum.is_some()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the pack holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The first position whose id is not below `id`.
+    /// The first 8 bytes of the id at slot `i`, as a number (ids sort by it first).
+    fn prefix_at(&self, i: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.slot(i)[..8]);
+        u64::from_be_bytes(b)
+    }
+
+    fn lower_bound(&self, id: &[u8; 32]) -> usize {
+        let (mut lo, mut hi) = (0usize, self.count);
+        // Ids are hashes, spread evenly: a few interpolation steps land next to the answer,
+        // touching a few pages of a large index where a binary search touches ~log2(n);
+        // then a binary search finishes within the narrowed range (and bounds the cost of an
+        // uneven index).
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&id[..8]);
+        let target = u64::from_be_bytes(t) as u128;
+        for _ in 0..3 {
+            if hi - lo < 64 {
+                break;
+            }
+            let (a, b) = (self.prefix_at(lo) as u128, self.prefix_at(hi - 1) as u128);
+            if target <= a || target > b || b <= a {
+                break;
+            }
+            let span = (hi - 1 - lo) as u128;
+            let guess = lo + ((target - a) * span / (b - a)) as usize;
+            // Bracket the guess by a window that grows if it misses.
+            let mut w = 16usize;
+            let (mut l, mut h) = (guess.saturating_sub(w).max(lo), (guess + w).min(hi));
+            loop {
+                let below = l == lo || self.slot(l)[..32] < id[..];
+                let above = h == hi || self.slot(h - 1)[..32] >= id[..];
+                if below && above {
+                    break;
+                }
+                w *= 4;
+                l = guess.saturating_sub(w).max(lo);
+                h = (guess + w).min(hi);
+            }
+            // The answer is in [l, h] now: slots before l are below id, slots from h on
+            // are not.
+            lo = l;
+            hi = h;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if &self.slot(mid)[..32] < id.as_slice() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The entry of object `id`, if this pack holds it. An entry that does not parse counts
+    /// as absent (fsck reports the pack).
+    pub fn find(&self, id: &ObjectId) -> Option<IndexEntry> {
+        let i = self.lower_bound(&id.0);
+        (i < self.count && self.slot(i)[..32] == id.0)
+            .then(|| IndexEntry::decode(self.slot(i)).ok())
+            .flatten()
+    }
+
+    /// Entries whose id starts with the hex digits `prefix` (lower case), in id order.
+    pub fn with_hex_prefix(&self, prefix: &str) -> Vec<IndexEntry> {
+        let mut low = [0u8; 32];
+        let digits: Vec<u8> = prefix
+            .bytes()
+            .filter_map(|c| (c as char).to_digit(16).map(|d| d as u8))
+            .collect();
+        for (i, d) in digits.iter().enumerate().take(64) {
+            low[i / 2] |= if i % 2 == 0 { d << 4 } else { *d };
+        }
+        let mut out = Vec::new();
+        for i in self.lower_bound(&low)..self.count {
+            let hex = hex::encode(&self.slot(i)[..32]);
+            if !hex.starts_with(prefix) {
+                break;
+            }
+            if let Ok(e) = IndexEntry::decode(self.slot(i)) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Every entry that parses, in id order.
+    pub fn entries(&self) -> impl Iterator<Item = IndexEntry> + '_ {
+        (0..self.count).filter_map(|i| IndexEntry::decode(self.slot(i)).ok())
+    }
+}
+
+/// Indexes up to this size are checked against their checksum when a pack is opened.
+pub const VERIFY_ON_OPEN_BYTES: u64 = 1 << 20;
+
+/// Open the index of pack `id` for lookups. A version-2 pack on storage that can map files is
+/// mapped; its index is checked against the footer's checksum now when it is small (up to
+/// [`VERIFY_ON_OPEN_BYTES`]), otherwise later ([`PackIndex::verify`], called when a lookup
+/// misses, and [`read_index`] in fsck, gc and merges), so opening costs O(1) per pack.
+/// Every object found through an index is verified when read. Other packs are read whole
+/// (version-1 indexes sorted in memory). A damaged index is rebuilt by scanning the
+/// records; the reason is returned beside it.
+pub fn open_index(storage: &dyn Storage, id: PackId) -> Result<(PackIndex, Option<String>, u64)> {
+    let key = id.key();
+    if let Some(blob) = storage.map(&key)? {
+        let b = (*blob).as_ref();
+        let len = b.len() as u64;
+        if len >= PACK_HEADER_LEN + FOOTER_LEN {
+            let version = check_header(&b[..PACK_HEADER_LEN as usize])
+                .map_err(|d| Error::corrupt(format!("pack {id}"), d))?;
+            if let (2, Ok(footer)) = (
+                version,
+                decode_footer(&b[(len - FOOTER_LEN) as usize..], len),
+            ) {
+                let index = PackIndex {
+                    pack: id,
+                    version,
+                    count: footer.entry_count as usize,
+                    bytes: IndexBytes::Mapped {
+                        blob: blob.clone(),
+                        offset: footer.index_offset as usize,
+                    },
+                    checksum: Some(footer.checksum),
+                };
+                let small = footer.entry_count * INDEX_ENTRY_LEN <= VERIFY_ON_OPEN_BYTES;
+                if !small {
+                    return Ok((index, None, len));
+                }
+                if index.verify().is_ok() {
+                    return Ok((index.to_verified(), None, len));
+                }
+            }
+        }
+    }
+    let len = storage.size(&key)?;
+    let (entries, damage) = read_index(storage, id)?;
+    let mut hb = [0u8; PACK_HEADER_LEN as usize];
+    storage.read_at(&key, 0, &mut hb)?;
+    let version = check_header(&hb).unwrap_or(PACK_VERSION);
+    Ok((PackIndex::from_entries(id, version, entries), damage, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +607,53 @@ mod tests {
             }
             let f = Footer { index_offset: 16, entry_count: (b.len() / 64) as u64, checksum: *blake3::hash(&b[..b.len() / 64 * 64]).as_bytes() };
             let _ = decode_index(&b[..b.len() / 64 * 64], &f);
+        }
+
+        #[test]
+        fn index_lookups_find_every_entry(ids in proptest::collection::btree_set(any::<[u8; 32]>(), 0..50), probe in any::<[u8; 32]>()) {
+            let entries: Vec<IndexEntry> = ids.iter().enumerate().map(|(i, id)| IndexEntry {
+                id: ObjectId(*id), kind: ObjectKind::Chunk, version: 1, codec: Codec::Raw, elem: 1,
+                offset: 16 + i as u64, payload_len: 1, raw_len: 1,
+            }).rev().collect();
+            let idx = PackIndex::from_entries(PackId([1; 16]), 2, entries);
+            for id in &ids {
+                prop_assert_eq!(idx.find(&ObjectId(*id)).map(|e| e.id), Some(ObjectId(*id)));
+                let hex = hex::encode(id);
+                prop_assert!(idx.with_hex_prefix(&hex[..7]).iter().any(|e| e.id.0 == *id));
+            }
+            prop_assert_eq!(idx.find(&ObjectId(probe)).is_some(), ids.contains(&probe));
+        }
+
+        #[test]
+        fn large_and_uneven_indexes_find_every_entry(
+            seeds in proptest::collection::btree_set(any::<u64>(), 64..2000),
+            skew in 0u8..3,
+            probes in proptest::collection::vec(any::<[u8; 32]>(), 20),
+        ) {
+            // skew 0: uniform ids; 1: all share their first 6 bytes; 2: two far clusters.
+            let ids: Vec<[u8; 32]> = seeds.iter().map(|&x| {
+                let mut id = *blake3::hash(&x.to_le_bytes()).as_bytes();
+                match skew {
+                    1 => id[..6].copy_from_slice(&[7; 6]),
+                    2 => id[0] = if x % 2 == 0 { 0 } else { 255 },
+                    _ => {}
+                }
+                id
+            }).collect();
+            let entries: Vec<IndexEntry> = ids.iter().map(|id| IndexEntry {
+                id: ObjectId(*id), kind: ObjectKind::Chunk, version: 1, codec: Codec::Raw, elem: 1,
+                offset: 16, payload_len: 1, raw_len: 1,
+            }).collect();
+            let idx = PackIndex::from_entries(PackId([1; 16]), 2, entries);
+            for id in &ids {
+                prop_assert!(idx.find(&ObjectId(*id)).is_some());
+            }
+            for p in probes {
+                prop_assert_eq!(idx.find(&ObjectId(p)).is_some(), ids.contains(&p));
+                let lb = idx.lower_bound(&p);
+                prop_assert!(lb == idx.len() || idx.slot(lb)[..32] >= p[..]);
+                prop_assert!(lb == 0 || idx.slot(lb - 1)[..32] < p[..]);
+            }
         }
 
         #[test]

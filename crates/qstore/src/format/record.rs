@@ -1,7 +1,7 @@
 //! [`RecordHeader`]: the 56 bytes that start every object in a pack file: magic, kind, format
 //! version, codec, shuffle width, raw and payload lengths, and the object id.
 
-use super::{OBJECT_VERSION, ObjectKind};
+use super::ObjectKind;
 use crate::codec::Codec;
 use crate::id::ObjectId;
 
@@ -51,9 +51,11 @@ impl RecordHeader {
         let kind =
             ObjectKind::from_u8(b[4]).ok_or_else(|| format!("unknown object kind {}", b[4]))?;
         let version = b[5];
-        if version == 0 || version > OBJECT_VERSION {
+        if version == 0 || version > kind.newest_version() {
             return Err(format!(
-                "unsupported object format version {version} (this build reads {OBJECT_VERSION})"
+                "unsupported {} format version {version} (this build reads 1 to {})",
+                kind.name(),
+                kind.newest_version()
             ));
         }
         let codec = Codec::from_u8(b[6]).ok_or_else(|| format!("unknown codec {}", b[6]))?;

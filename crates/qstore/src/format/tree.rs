@@ -1,23 +1,47 @@
-//! [`Tree`]: one directory level, names to [`Node`]s (a subtree by id, or a [`StateEntry`]
-//! inline). A commit that changes one state rewrites only the trees on its path; all other
-//! subtrees are shared by id.
+//! The path tree of a commit (format version 2): [`StateEntry`] (everything known about one
+//! stored state) and [`TreeNode`], one node of a sorted, content-addressed search tree that
+//! maps full state paths (`traj/t000123`) to entries.
+//!
+//! The tree is a *Merkle search tree*: its shape is a function of the set of paths alone,
+//! never of the order of the edits that produced it, so equal contents have equal ids and a
+//! diff skips every equal subtree by id. Each path has a rank, the number of trailing zero
+//! nibbles of the BLAKE3 hash of the path ([`rank`]). Level 0 (the leaves) holds the entries
+//! sorted by path; a new node starts at every entry whose rank is at least 1. Level `j + 1`
+//! holds one item per level-`j` node (its first path and its id), and a new level-`j + 1`
+//! node starts at every item whose rank is at least `j + 2`. The root is the lowest level
+//! with a single node. Nodes therefore hold 16 items on average; a run of more than
+//! [`MAX_ITEMS`] items without a boundary (rare, or crafted) is cut every [`MAX_ITEMS`]
+//! items from its start, so no node ever holds more. A commit that changes k paths in a tree
+//! of n rewrites about k log16(n) nodes, and reading one path reads about log16(n) nodes.
+//! The algorithms live in `repo::tree`; the bytes are in `docs/format.md`.
 
 use super::{MetadataObject, ObjectKind};
 use crate::id::ObjectId;
-use crate::path::check_entry_name;
+use crate::path::StatePath;
 use crate::state::dtype::{DType, Encoding, StateKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Largest qubit count a state may declare (keeps every byte count inside u64).
+/// Largest qubit count of a state with a dense form (keeps every byte count inside u64).
 pub const MAX_QUBITS: u32 = 58;
+/// Largest qubit count of a sparse state vector (wide basis indices beyond 64 qubits).
+pub const MAX_SPARSE_QUBITS: u32 = 1024;
+/// Bits of the path hash per tree level: a node holds 2^4 = 16 items on average.
+pub const FANOUT_BITS: u32 = 4;
+/// Most items a tree node holds.
+pub const MAX_ITEMS: usize = 64;
+/// Highest level a tree node may have.
+pub const MAX_LEVEL: u8 = 40;
 
-/// Everything known about one stored state, kept in its tree.
+/// Everything known about one stored state, kept in the leaves of the path tree.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct StateEntry {
     pub kind: StateKind,
     pub dtype: DType,
-    /// Array shape (C order). `[2^n]` for a state vector, `[2^n, 2^n]` for a density matrix.
+    /// Qubits of a state vector or density matrix (0 for an array).
+    pub qubits: u32,
+    /// Array shape (C order). `[2^n]` for a state vector, `[2^n, 2^n]` for a density matrix;
+    /// empty for a state vector of more than [`MAX_QUBITS`] qubits, which has no dense form.
     pub shape: Vec<u64>,
     pub encoding: Encoding,
     /// The manifest of the encoded byte stream.
@@ -32,36 +56,81 @@ pub struct StateEntry {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Bytes of one basis index in the sparse stream of an `n`-qubit state vector: 8 up to 64
+/// qubits, then 8 per started 64 qubits (little-endian words, least significant first).
+pub fn index_bytes(qubits: u32) -> usize {
+    8 * (qubits.max(1) as usize).div_ceil(64)
+}
+
 impl StateEntry {
-    /// Number of elements of the dense form.
+    /// Number of elements of the dense form (saturating: `u64::MAX` for a wide state).
     pub fn elements(&self) -> u64 {
+        if self.is_wide() {
+            return u64::MAX;
+        }
         self.shape
             .iter()
             .copied()
             .fold(1u64, |a, b| a.saturating_mul(b))
     }
 
-    /// Bytes of the dense form.
+    /// Bytes of the dense form (saturating: `u128::MAX` for a wide state).
     pub fn dense_bytes(&self) -> u128 {
+        if self.is_wide() {
+            return u128::MAX;
+        }
         self.elements() as u128 * self.dtype.item_size() as u128
     }
 
     /// Qubit count of a state vector or density matrix.
     pub fn qubits(&self) -> Option<u32> {
         match self.kind {
-            StateKind::StateVector | StateKind::DensityMatrix => {
-                Some(self.shape.first().copied().unwrap_or(1).trailing_zeros())
-            }
+            StateKind::StateVector | StateKind::DensityMatrix => Some(self.qubits),
             StateKind::Array => None,
         }
     }
 
-    /// Check the entry is self-consistent (shape against kind, stream length against
-    /// encoding).
+    /// True for a state vector of more than [`MAX_QUBITS`] qubits: sparse only, with basis
+    /// indices wider than 64 bits when it has more than 64 qubits.
+    pub fn is_wide(&self) -> bool {
+        self.kind == StateKind::StateVector && self.qubits > MAX_QUBITS
+    }
+
+    /// Bytes of one basis index in this state's sparse stream.
+    pub fn index_bytes(&self) -> usize {
+        index_bytes(self.qubits)
+    }
+
+    /// Check the entry is self-consistent (shape against kind and qubits, stream length
+    /// against encoding).
     pub fn validate(&self) -> Result<(), String> {
         let item = self.dtype.item_size() as u128;
         if self.shape.len() > 32 {
             return Err("more than 32 dimensions".into());
+        }
+        if self.kind != StateKind::Array && !self.dtype.is_complex() {
+            return Err("states are complex".into());
+        }
+        if self.is_wide() {
+            if self.qubits > MAX_SPARSE_QUBITS {
+                return Err(format!(
+                    "a state vector has at most {MAX_SPARSE_QUBITS} qubits, got {}",
+                    self.qubits
+                ));
+            }
+            if !self.shape.is_empty() || self.encoding != Encoding::Sparse {
+                return Err(format!(
+                    "a state vector of more than {MAX_QUBITS} qubits is sparse and has no shape"
+                ));
+            }
+            let expected = self.nnz as u128 * (self.index_bytes() as u128 + item);
+            if self.stream_len as u128 != expected {
+                return Err(format!(
+                    "stream length {} does not match {} sparse entries (expected {expected})",
+                    self.stream_len, self.nnz
+                ));
+            }
+            return Ok(());
         }
         let mut elems: u128 = 1;
         for &d in &self.shape {
@@ -86,10 +155,17 @@ impl StateEntry {
                     return Err("a density matrix has shape [2^n, 2^n], n >= 1".into());
                 }
             }
-            StateKind::Array => {}
+            StateKind::Array => {
+                if self.qubits != 0 {
+                    return Err("an array has no qubit count".into());
+                }
+            }
         }
-        if self.kind != StateKind::Array && !self.dtype.is_complex() {
-            return Err("states are complex".into());
+        if self.kind != StateKind::Array && self.shape[0].trailing_zeros() != self.qubits {
+            return Err(format!(
+                "qubit count {} does not match shape {:?}",
+                self.qubits, self.shape
+            ));
         }
         let expected: u128 = match self.encoding {
             Encoding::Dense => {
@@ -102,7 +178,7 @@ impl StateEntry {
                 if self.kind != StateKind::StateVector || self.nnz as u128 > elems {
                     return Err("sparse encoding is for state vectors with nnz <= 2^n".into());
                 }
-                self.nnz as u128 * (8 + item)
+                self.nnz as u128 * (self.index_bytes() as u128 + item)
             }
             Encoding::Hermitian => {
                 if self.kind != StateKind::DensityMatrix {
@@ -122,77 +198,169 @@ impl StateEntry {
     }
 }
 
-/// A node of a tree.
+/// The rank of a path in the tree: trailing zero nibbles of the first 8 bytes of its BLAKE3
+/// hash, read little-endian. A path of rank r starts a new node at levels 0..r.
+pub fn rank(key: &str) -> u32 {
+    let h = blake3::hash(key.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(b).trailing_zeros() / FANOUT_BITS
+}
+
+/// What an item of a tree node holds.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
-pub enum Node {
-    /// A subdirectory.
-    Tree(ObjectId),
-    /// A state.
+pub enum ItemValue {
+    /// A state (in a leaf, level 0).
     State(Box<StateEntry>),
+    /// A child node one level down (in an inner node), with the number of states below it.
+    Child { id: ObjectId, states: u64 },
 }
 
-/// One named entry of a tree.
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
-pub struct TreeEntry {
-    pub name: String,
-    pub node: Node,
+/// One item of a tree node: a path (a leaf's state path, or an inner node's child's first
+/// path) and what it holds.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Item {
+    pub key: String,
+    pub value: ItemValue,
 }
 
-/// One directory level; entries sorted by name, names unique.
-#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
-pub struct Tree {
-    pub entries: Vec<TreeEntry>,
+/// One node of the path tree; items sorted by key, keys unique.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct TreeNode {
+    /// 0 for a leaf.
+    pub level: u8,
+    pub items: Vec<Item>,
 }
 
-impl Tree {
-    /// The entry called `name`.
-    pub fn get(&self, name: &str) -> Option<&Node> {
-        self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.entries[i].node)
-    }
-
-    /// Insert or replace an entry (keeps the order).
-    pub fn set(&mut self, name: &str, node: Node) {
-        match self.entries.binary_search_by(|e| e.name.as_str().cmp(name)) {
-            Ok(i) => self.entries[i].node = node,
-            Err(i) => self.entries.insert(
-                i,
-                TreeEntry {
-                    name: name.to_string(),
-                    node,
-                },
-            ),
+impl TreeNode {
+    /// The number of states in this subtree.
+    pub fn states(&self) -> u64 {
+        if self.level == 0 {
+            return self.items.len() as u64;
         }
+        self.items
+            .iter()
+            .map(|i| match i.value {
+                ItemValue::Child { states, .. } => states,
+                ItemValue::State(_) => 1,
+            })
+            .sum()
     }
 
-    /// Remove an entry; returns whether it existed.
-    pub fn remove(&mut self, name: &str) -> bool {
-        match self.entries.binary_search_by(|e| e.name.as_str().cmp(name)) {
-            Ok(i) => {
-                self.entries.remove(i);
-                true
+    /// The first key of this subtree.
+    pub fn first_key(&self) -> Option<&str> {
+        self.items.first().map(|i| i.key.as_str())
+    }
+}
+
+/// The stored form of an item: keys share their prefix with the previous key.
+#[derive(Serialize, Deserialize)]
+struct WireItem<K, V> {
+    /// Bytes shared with the previous key.
+    shared: u32,
+    /// The rest of the key.
+    suffix: K,
+    value: V,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireNode<K, V> {
+    level: u8,
+    items: Vec<WireItem<K, V>>,
+}
+
+impl Serialize for TreeNode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut prev = "";
+        let items = self
+            .items
+            .iter()
+            .map(|i| {
+                let shared = prev
+                    .bytes()
+                    .zip(i.key.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                prev = &i.key;
+                WireItem {
+                    shared: shared as u32,
+                    suffix: &i.key[shared..],
+                    value: &i.value,
+                }
+            })
+            .collect();
+        WireNode {
+            level: self.level,
+            items,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TreeNode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = WireNode::<String, ItemValue>::deserialize(d)?;
+        let mut items: Vec<Item> = Vec::with_capacity(w.items.len().min(MAX_ITEMS));
+        for wi in w.items {
+            let prev = items.last().map(|i| i.key.as_str()).unwrap_or("");
+            let shared = wi.shared as usize;
+            if shared > prev.len() || !prev.is_char_boundary(shared) {
+                return Err(D::Error::custom(format!(
+                    "key prefix of {shared} bytes is longer than the previous key"
+                )));
             }
-            Err(_) => false,
+            let mut key = String::with_capacity(shared + wi.suffix.len());
+            key.push_str(&prev[..shared]);
+            key.push_str(&wi.suffix);
+            items.push(Item {
+                key,
+                value: wi.value,
+            });
         }
+        Ok(TreeNode {
+            level: w.level,
+            items,
+        })
     }
 }
 
-impl MetadataObject for Tree {
+impl MetadataObject for TreeNode {
     const KIND: ObjectKind = ObjectKind::Tree;
+    const VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), String> {
-        for w in self.entries.windows(2) {
-            if w[0].name >= w[1].name {
-                return Err(format!("entries not strictly sorted at {:?}", w[1].name));
+        if self.level > MAX_LEVEL {
+            return Err(format!("level {} is above {MAX_LEVEL}", self.level));
+        }
+        if self.items.len() > MAX_ITEMS {
+            return Err(format!("{} items, more than {MAX_ITEMS}", self.items.len()));
+        }
+        if self.level > 0 && self.items.is_empty() {
+            return Err("an inner node without children".into());
+        }
+        for w in self.items.windows(2) {
+            if w[0].key >= w[1].key {
+                return Err(format!("keys not strictly sorted at {:?}", w[1].key));
             }
         }
-        for e in &self.entries {
-            check_entry_name(&e.name).map_err(|r| format!("entry {:?}: {r}", e.name))?;
-            if let Node::State(s) = &e.node {
-                s.validate()
-                    .map_err(|r| format!("entry {:?}: {r}", e.name))?;
+        for i in &self.items {
+            StatePath::new(&i.key).map_err(|e| e.to_string())?;
+            match (&i.value, self.level) {
+                (ItemValue::State(s), 0) => s
+                    .validate()
+                    .map_err(|r| format!("entry {:?}: {r}", i.key))?,
+                (ItemValue::Child { states, .. }, l) if l > 0 => {
+                    if *states == 0 {
+                        return Err(format!("child at {:?} holds no state", i.key));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "item {:?} does not belong in a level-{} node",
+                        i.key, self.level
+                    ));
+                }
             }
         }
         Ok(())
@@ -202,27 +370,87 @@ impl MetadataObject for Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::commit::Commit;
-    use crate::format::decode_body;
-    use crate::format::manifest::Manifest;
+    use crate::format::{decode_body, encode_object};
     use proptest::prelude::*;
+
+    fn entry(n: u64) -> StateEntry {
+        StateEntry {
+            kind: StateKind::StateVector,
+            dtype: DType::Complex128,
+            qubits: 4,
+            shape: vec![16],
+            encoding: Encoding::Dense,
+            manifest: ObjectId([n as u8; 32]),
+            stream_len: 256,
+            nnz: 0,
+            norm: 1.0,
+            tags: BTreeMap::new(),
+        }
+    }
 
     proptest! {
         #[test]
-        fn metadata_decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_body::<Tree>(&b);
-            let _ = decode_body::<Commit>(&b);
-            let _ = decode_body::<Manifest>(&b);
+        fn node_decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_body::<TreeNode>(&b);
+        }
+
+        #[test]
+        fn nodes_round_trip(keys in proptest::collection::btree_set("[a-c]{1,3}(/[a-c0-9_-][a-c0-9._-]{0,3}){0,2}", 0..40)) {
+            let node = TreeNode {
+                level: 0,
+                items: keys.iter().enumerate().map(|(i, k)| Item { key: k.clone(), value: ItemValue::State(Box::new(entry(i as u64))) }).take(MAX_ITEMS).collect(),
+            };
+            let (_, body) = encode_object(&node);
+            prop_assert_eq!(decode_body::<TreeNode>(&body).unwrap(), node);
         }
     }
 
     #[test]
-    fn huge_declared_lengths_do_not_allocate() {
-        // A varint length of ~2^62 entries followed by nothing.
-        let b = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f];
-        assert!(decode_body::<Tree>(&b).is_err());
-        let mut m = vec![0x80, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
-        m.extend_from_slice(&b);
-        assert!(decode_body::<Manifest>(&m).is_err());
+    fn prefix_longer_than_previous_key_is_refused() {
+        let node = TreeNode {
+            level: 0,
+            items: vec![Item {
+                key: "ab".into(),
+                value: ItemValue::State(Box::new(entry(1))),
+            }],
+        };
+        let (_, mut body) = encode_object(&node);
+        // level, item count, then the first item's shared-prefix varint.
+        assert_eq!(body[2], 0);
+        body[2] = 5;
+        assert!(decode_body::<TreeNode>(&body).is_err());
+    }
+
+    #[test]
+    fn wide_entries_are_checked() {
+        let mut e = StateEntry {
+            kind: StateKind::StateVector,
+            dtype: DType::Complex128,
+            qubits: 100,
+            shape: vec![],
+            encoding: Encoding::Sparse,
+            manifest: ObjectId([0; 32]),
+            stream_len: 2 * (16 + 16),
+            nnz: 2,
+            norm: 1.0,
+            tags: BTreeMap::new(),
+        };
+        assert_eq!(e.index_bytes(), 16);
+        e.validate().unwrap();
+        e.qubits = 2000;
+        assert!(e.validate().is_err());
+        e.qubits = 100;
+        e.encoding = Encoding::Dense;
+        assert!(e.validate().is_err());
+        assert_eq!(index_bytes(64), 8);
+        assert_eq!(index_bytes(65), 16);
+        assert_eq!(index_bytes(1024), 128);
+    }
+
+    #[test]
+    fn ranks_are_about_one_in_sixteen() {
+        let n = 20_000;
+        let boundaries = (0..n).filter(|i| rank(&format!("t/{i}")) >= 1).count();
+        assert!((n / 32..n / 8).contains(&boundaries), "{boundaries}");
     }
 }

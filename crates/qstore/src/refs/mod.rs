@@ -35,4 +35,9 @@ pub trait RefStore: Send + Sync + Debug {
     ) -> Result<CasOutcome>;
     /// Every ref and the commit it names, sorted by name.
     fn list(&self) -> Result<Vec<(RefName, ObjectId)>>;
+    /// Fold the store's refs into its most compact form (the packed file of a local store);
+    /// nothing by default.
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
 }

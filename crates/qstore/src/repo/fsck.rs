@@ -1,15 +1,18 @@
-//! [`Repository::fsck`]: walks every ref, commit, tree and manifest and checks every chunk
-//! (its record header, or with `full` its decoded bytes against its hash), and reports each
-//! problem with the commit and path it affects.
+//! [`Repository::fsck`]: checks every pack's index (its checksum), walks every ref, commit,
+//! tree node (or version-1 directory tree) and manifest, checks every chunk (its record
+//! header, or with `full` its decoded bytes against its hash), and reports each problem with
+//! the commit and path it affects.
 
 use super::Repository;
 use crate::error::Result;
 use crate::format::manifest::ChunkRef;
+use crate::format::pack::read_index;
 use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
-use crate::format::tree::Node;
+use crate::format::tree::ItemValue;
 use crate::id::ObjectId;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// One thing wrong with a repository.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -79,35 +82,95 @@ impl Walk<'_> {
         }
     }
 
-    fn tree(&mut self, id: &ObjectId, base: &str, commit: &ObjectId) {
-        if !self.trees.insert(*id) {
+    fn tree_problem(&mut self, id: &ObjectId, path: &str, commit: &ObjectId, e: &crate::Error) {
+        let p = if path.is_empty() { "/" } else { path };
+        self.problem(
+            Self::kind_of(e),
+            format!("tree {}", id.short()),
+            commit,
+            Some(p),
+            e.to_string(),
+        );
+    }
+
+    /// Check the tree of a commit: every node once, every state's manifest and chunks.
+    fn tree(&mut self, root: &ObjectId, commit: &ObjectId) {
+        if self.trees.contains(root) {
             return;
         }
-        self.report.trees += 1;
-        let t = match self.repo.tree(id) {
-            Ok(t) => t,
+        match self.repo.is_legacy_tree(root) {
+            Ok(true) => return self.legacy_tree(root, commit),
+            Ok(false) => {}
             Err(e) => {
-                let p = if base.is_empty() {
-                    "/".to_string()
-                } else {
-                    base.trim_end_matches('/').to_string()
-                };
-                self.problem(
-                    Self::kind_of(&e),
+                self.trees.insert(*root);
+                return self.tree_problem(root, "", commit, &e);
+            }
+        }
+        // (node id, the first path below it, the level and first key its parent expects)
+        type Pending = (ObjectId, String, Option<(u8, String)>);
+        let mut stack: Vec<Pending> = vec![(*root, String::new(), None)];
+        while let Some((id, path, expect)) = stack.pop() {
+            if !self.trees.insert(id) {
+                continue;
+            }
+            self.report.trees += 1;
+            let n: Arc<crate::format::tree::TreeNode> = match self.repo.tree_node(&id) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.tree_problem(&id, &path, commit, &e);
+                    continue;
+                }
+            };
+            if let Some((level, key)) = expect
+                && (n.level != level || n.first_key() != Some(key.as_str()))
+            {
+                let e = crate::Error::corrupt(
                     format!("tree {}", id.short()),
-                    commit,
-                    Some(&p),
-                    e.to_string(),
+                    "the node does not match its parent (level or first path)",
                 );
-                return;
+                self.tree_problem(&id, &path, commit, &e);
             }
-        };
-        for e in &t.entries {
-            let path = format!("{base}{}", e.name);
-            match &e.node {
-                Node::Tree(sub) => self.tree(sub, &format!("{path}/"), commit),
-                Node::State(s) => self.state(&s.manifest, &path, commit),
+            for it in n.items.iter().rev() {
+                match &it.value {
+                    ItemValue::State(s) => self.state(&s.manifest, &it.key, commit),
+                    ItemValue::Child { id: c, .. } => stack.push((
+                        *c,
+                        it.key.clone(),
+                        Some((n.level.saturating_sub(1), it.key.clone())),
+                    )),
+                }
             }
+        }
+    }
+
+    /// Check a version-1 directory tree.
+    fn legacy_tree(&mut self, root: &ObjectId, commit: &ObjectId) {
+        let repo = self.repo;
+        let mut states = Vec::new();
+        let mut trees = Vec::new();
+        let seen = &self.trees;
+        let res = repo.walk_legacy(
+            root,
+            "",
+            &mut |t| {
+                let fresh = !seen.contains(t) && !trees.contains(t);
+                if fresh {
+                    trees.push(*t);
+                }
+                Ok(fresh)
+            },
+            &mut |p, e| {
+                states.push((p.to_string(), e.manifest));
+                Ok(())
+            },
+        );
+        self.report.trees += trees.len() as u64;
+        self.trees.extend(trees);
+        if let Err(e) = res {
+            self.tree_problem(root, "", commit, &e);
+        }
+        for (p, m) in states {
+            self.state(&m, &p, commit);
         }
     }
 
@@ -192,6 +255,20 @@ impl Repository {
     /// Check the repository. `full` also reads and hashes every chunk.
     pub fn fsck(&self, full: bool) -> Result<FsckReport> {
         self.reload_index()?;
+        let mut damaged = self.damaged_packs();
+        for b in self.storage().list("packs/")? {
+            let Some(id) = super::index::pack_id_of_key(&b.key) else {
+                continue;
+            };
+            if damaged.iter().any(|(p, _)| *p == id.to_hex()) {
+                continue;
+            }
+            match read_index(self.storage(), id) {
+                Ok((_, None)) | Err(crate::Error::BlobNotFound(_)) => {}
+                Ok((_, Some(why))) => damaged.push((id.to_hex(), why)),
+                Err(e) => damaged.push((id.to_hex(), e.to_string())),
+            }
+        }
         let mut w = Walk {
             repo: self,
             full,
@@ -203,7 +280,7 @@ impl Repository {
             manifests: HashSet::new(),
             chunks: HashMap::new(),
         };
-        for (pack, why) in self.damaged_packs() {
+        for (pack, why) in damaged {
             w.report.problems.push(Problem {
                 kind: "damaged-pack".into(),
                 object: format!("pack {pack}"),
@@ -243,7 +320,7 @@ impl Repository {
                 }
             };
             w.report.commits += 1;
-            w.tree(&commit.tree, "", &c);
+            w.tree(&commit.tree, &c);
             if !shallow.contains(&c) {
                 for p in commit.parents {
                     stack.push((p, format!("parent of {}", c.short()), false));

@@ -7,12 +7,13 @@
 
 use super::Repository;
 use super::scratch::reap_expired_scratch;
+use super::tree;
 use crate::error::{Error, Result};
 use crate::format::commit::Commit;
 use crate::format::manifest::ChunkRef;
 use crate::format::pack::{IndexEntry, PackWriter, read_index};
 use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
-use crate::format::tree::Node;
+use crate::format::tree::ItemValue;
 use crate::id::{ObjectId, PackId};
 use crate::storage::PutMode;
 use serde::Serialize;
@@ -54,12 +55,17 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub tmp_files_removed: u64,
     pub scratch_reclaimed: Vec<String>,
+    /// Small packs merged into bigger ones after the sweep.
+    pub packs_merged: u64,
+    /// Packs left.
+    pub packs_after: u64,
 }
 
 /// Objects reachable from every ref, honouring expired history.
 pub(crate) fn mark(repo: &Repository) -> Result<HashSet<ObjectId>> {
     let shallow = repo.shallow()?;
     let mut live = HashSet::new();
+    let mut nodes = HashSet::new();
     let mut stack: Vec<ObjectId> = repo.refs()?.into_iter().map(|(_, id)| id).collect();
     while let Some(c) = stack.pop() {
         if !live.insert(c) {
@@ -69,27 +75,68 @@ pub(crate) fn mark(repo: &Repository) -> Result<HashSet<ObjectId>> {
         if !shallow.contains(&c) {
             stack.extend(commit.parents.iter().copied());
         }
-        mark_tree(repo, &commit.tree, &mut live)?;
+        mark_tree(repo, &commit.tree, &mut live, &mut nodes)?;
     }
+    live.extend(nodes);
     Ok(live)
 }
 
-fn mark_tree(repo: &Repository, id: &ObjectId, live: &mut HashSet<ObjectId>) -> Result<()> {
-    if !live.insert(*id) {
+/// Mark a commit's tree: its nodes (into `nodes`), and the manifests and chunks of its states.
+fn mark_tree(
+    repo: &Repository,
+    tree: &ObjectId,
+    live: &mut HashSet<ObjectId>,
+    nodes: &mut HashSet<ObjectId>,
+) -> Result<()> {
+    if nodes.contains(tree) || live.contains(tree) {
         return Ok(());
     }
-    let t = repo.tree(id)?;
-    for e in &t.entries {
-        match &e.node {
-            Node::Tree(sub) => mark_tree(repo, sub, live)?,
-            Node::State(s) => {
-                if live.insert(s.manifest) {
-                    for c in repo.manifest(&s.manifest)?.chunks {
-                        if let ChunkRef::Stored { id, .. } = c {
-                            live.insert(id);
-                        }
-                    }
+    if repo.is_legacy_tree(tree)? {
+        let mut trees = Vec::new();
+        let mut manifests = Vec::new();
+        repo.walk_legacy(
+            tree,
+            "",
+            &mut |t| {
+                let fresh = !live.contains(t) && !trees.contains(t);
+                if fresh {
+                    trees.push(*t);
                 }
+                Ok(fresh)
+            },
+            &mut |_, e| {
+                manifests.push(e.manifest);
+                Ok(())
+            },
+        )?;
+        live.extend(trees);
+        for m in manifests {
+            mark_manifest(repo, &m, live)?;
+        }
+        return Ok(());
+    }
+    let mut manifests = Vec::new();
+    tree::walk_nodes(repo, tree, nodes, &mut |_, n| {
+        if n.level == 0 {
+            for it in &n.items {
+                if let ItemValue::State(e) = &it.value {
+                    manifests.push(e.manifest);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for m in manifests {
+        mark_manifest(repo, &m, live)?;
+    }
+    Ok(())
+}
+
+fn mark_manifest(repo: &Repository, id: &ObjectId, live: &mut HashSet<ObjectId>) -> Result<()> {
+    if live.insert(*id) {
+        for c in repo.manifest(id)?.chunks {
+            if let ChunkRef::Stored { id, .. } = c {
+                live.insert(id);
             }
         }
     }
@@ -104,6 +151,7 @@ impl Repository {
     /// Collect garbage (see the module documentation). Do not call it while this thread
     /// holds an open [`crate::Transaction`]: it waits for every transaction to finish.
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        self.check_writable()?;
         let _lock = self.gc_lock(true)?;
         self.reload_index()?;
         let mut report = GcReport {
@@ -175,7 +223,9 @@ impl Repository {
                 self.bump_generation()?;
                 self.reload_index()?;
             }
+            report.packs_merged = self.repack_locked(true)?.packs_merged;
         }
+        report.packs_after = self.storage().list("packs/")?.len() as u64;
         Ok(report)
     }
 
@@ -199,8 +249,7 @@ impl Repository {
                 .read_at(&key, e.offset + RECORD_HEADER_LEN as u64, &mut payload)?;
             w.append(&h, &payload)?;
         }
-        let new_len = w.len();
-        w.finish()?;
+        let (_, _, new_len) = w.finish()?;
         self.storage().delete(&key)?;
         Ok(new_len)
     }
@@ -232,6 +281,7 @@ impl Repository {
     /// branch and gc can reclaim them. Tags keep what they name. Returns how many commits
     /// were cut from the branch's first-parent history.
     pub fn expire(&self, branch: &str, older_than: Duration) -> Result<u64> {
+        self.check_writable()?;
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())

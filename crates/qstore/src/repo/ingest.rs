@@ -6,6 +6,7 @@ use super::writer::{ChunkSink, ChunkStore, PutStats};
 use crate::error::{Error, Result};
 use crate::format::encode_object;
 use crate::format::manifest::Manifest;
+use crate::format::tree::MAX_QUBITS;
 use crate::format::tree::StateEntry;
 use crate::state::dtype::{DType, Encoding, StateKind};
 use crate::state::hermitian::is_hermitian;
@@ -13,8 +14,7 @@ use crate::state::input::{
     ArrayInfo, DenseSource, KindRequest, ScanSummary, all_zero, check_len, infer_kind, scan,
     scan_chunk,
 };
-use crate::state::sparse::{SparseInput, prepare, stream_len};
-use rayon::prelude::*;
+use crate::state::sparse::{SparseInput, WideSparseInput, prepare, prepare_wide, stream_len};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -106,15 +106,12 @@ pub fn ingest_dense(
                 )
             })
             .collect();
-        let parts: Vec<Result<(Vec<u8>, ScanSummary)>> = bufs
-            .into_par_iter()
-            .map(|(c, mut buf)| {
-                let start = c * chunk_size;
-                src.read_at(start, &mut buf)?;
-                let s = scan_chunk(&buf, start, info, kind)?;
-                Ok((buf, s))
-            })
-            .collect();
+        let parts: Vec<Result<(Vec<u8>, ScanSummary)>> = crate::par::map(bufs, |(c, mut buf)| {
+            let start = c * chunk_size;
+            src.read_at(start, &mut buf)?;
+            let s = scan_chunk(&buf, start, info, kind)?;
+            Ok((buf, s))
+        });
         for p in parts {
             let (buf, s) = p?;
             summary.add(&s);
@@ -230,6 +227,10 @@ fn finish_entry(
     let entry = StateEntry {
         kind,
         dtype: info.dtype,
+        qubits: match kind {
+            StateKind::Array => 0,
+            _ => info.shape.first().copied().unwrap_or(1).trailing_zeros(),
+        },
         shape: info.shape.clone(),
         encoding,
         manifest,
@@ -256,29 +257,58 @@ pub fn ingest_sparse(
 ) -> Result<(StateEntry, Manifest, PutStats)> {
     check_tags(&opts.tags)?;
     let (idx, vals) = prepare(input)?;
-    let dtype: DType = input.dtype;
-    let norm = (0..idx.len())
+    store_sparse(w, input.n_qubits, input.dtype, &idx, &vals, opts)
+}
+
+/// Store a sparse state vector with multi-word basis indices (up to 1024 qubits). One of at
+/// most [`MAX_QUBITS`] qubits is stored exactly as [`ingest_sparse`] stores it.
+pub fn ingest_sparse_wide(
+    w: &mut dyn ChunkStore,
+    input: &WideSparseInput<'_>,
+    opts: &PutOptions,
+) -> Result<(StateEntry, Manifest, PutStats)> {
+    check_tags(&opts.tags)?;
+    let (idx, vals) = prepare_wide(input)?;
+    store_sparse(w, input.n_qubits, input.dtype, &idx, &vals, opts)
+}
+
+/// Write sorted, checked sparse entries (`idx`: the index words) and make the state entry.
+fn store_sparse(
+    w: &mut dyn ChunkStore,
+    n_qubits: u32,
+    dtype: DType,
+    idx: &[u64],
+    vals: &[u8],
+    opts: &PutOptions,
+) -> Result<(StateEntry, Manifest, PutStats)> {
+    let nnz = vals.len() / dtype.item_size();
+    let norm = (0..nnz)
         .map(|k| {
-            let [re, im] = dtype.amplitude(&vals, k);
+            let [re, im] = dtype.amplitude(vals, k);
             re * re + im * im
         })
         .sum();
     let progress = opts.progress.as_deref().map(|p| p as &(dyn Fn(u64) + Sync));
     let mut sink = ChunkSink::new(w, dtype.component_size(), progress);
-    for i in &idx {
+    for i in idx {
         sink.write(&i.to_le_bytes())?;
     }
-    sink.write(&vals)?;
+    sink.write(vals)?;
     let (m, stats) = sink.finish()?;
     let manifest = encode_object(&m).0;
     let entry = StateEntry {
         kind: StateKind::StateVector,
         dtype,
-        shape: vec![1u64 << input.n_qubits],
+        qubits: n_qubits,
+        shape: if n_qubits <= MAX_QUBITS {
+            vec![1u64 << n_qubits]
+        } else {
+            vec![]
+        },
         encoding: Encoding::Sparse,
         manifest,
         stream_len: m.stream_len,
-        nnz: idx.len() as u64,
+        nnz: nnz as u64,
         norm,
         tags: opts.tags.clone(),
     };

@@ -1,8 +1,10 @@
-//! The API layer: [`Repository`] (open or create by address, refs, commits, trees, log,
+//! The API layer: [`Repository`] (open or create by address, refs, commits, paths, log,
 //! reading states), with [`Transaction`] for writes, [`StateReader`] for reads and analyses,
-//! and the [`diff`] and [`stats`] reports. Submodules: [`index`] (object locations),
-//! [`writer`] (the chunk pipeline), [`ingest`] (encodings), [`transaction`] (the commit
-//! protocol), [`reader`].
+//! and the [`diff`] and [`stats`] reports. Submodules: [`index`] (object locations through
+//! the packs' sorted indexes), [`objects`] (reading and verifying records, tree nodes,
+//! legacy trees, I/O counters), [`tree`] (the path tree's algorithms), [`writer`] (the chunk
+//! pipeline), [`ingest`] (encodings), [`transaction`] (the commit protocol), [`merge`]
+//! (automatic and explicit pack merges), [`upgrade`] (format version 1 to 2), [`reader`].
 
 pub mod checkpoint;
 pub mod diff;
@@ -10,29 +12,32 @@ pub mod fsck;
 pub mod gc;
 pub mod index;
 pub mod ingest;
+pub mod merge;
+pub mod objects;
 pub mod reader;
 pub mod scratch;
 pub mod stats;
 pub mod transaction;
+pub mod tree;
+pub mod upgrade;
 pub mod writer;
 
 pub use checkpoint::PendingCommit;
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::{EncodingChoice, PutOptions};
+pub use merge::MergeReport;
+pub use objects::IoCounters;
 pub use reader::StateReader;
 pub use scratch::{Scratch, ScratchOptions, ScratchUsage, StateHandle};
 pub use transaction::{CommitOptions, Transaction};
 pub use writer::PutStats;
 
-use crate::codec::decode;
 use crate::error::{Error, Result};
+use crate::format::ObjectKind;
 use crate::format::commit::Commit;
-use crate::format::config::{CONFIG_KEY, RepoConfig};
-use crate::format::manifest::{ChunkRef, Manifest};
-use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
-use crate::format::tree::{Node, StateEntry, Tree};
-use crate::format::{MetadataObject, ObjectKind, decode_object};
+use crate::format::config::{CONFIG_KEY, RepoConfig, new_repository_id};
+use crate::format::tree::StateEntry;
 use crate::id::ObjectId;
 use crate::path::{RefName, StatePath};
 use crate::refs::local::LocalRefStore;
@@ -50,7 +55,6 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 pub const DEFAULT_BRANCH: &str = "main";
 /// Default limit on the dense size of a state read into memory or a file: 1 TiB.
 pub const DEFAULT_MATERIALISE_LIMIT: u64 = 1 << 40;
-const METADATA_LIMIT: u64 = 1 << 30;
 /// Storage key of the garbage-collection generation counter.
 pub const GENERATION_KEY: &str = "gc-generation";
 /// Storage key of the list of commits whose history was expired.
@@ -100,7 +104,10 @@ pub(crate) struct Inner {
     refs: Arc<dyn RefStore>,
     config: RepoConfig,
     pub(crate) index: RwLock<ObjectIndex>,
-    trees: Mutex<HashMap<ObjectId, Arc<Tree>>>,
+    pub(crate) nodes: Mutex<objects::NodeCache>,
+    pub(crate) counters: objects::Counters,
+    /// Held while this handle merges packs (memory repositories; local ones use a file lock).
+    merging: Mutex<()>,
     materialise_limit: u64,
     /// The directory of a local repository (for locks and scratch leases).
     local_root: Option<PathBuf>,
@@ -134,8 +141,18 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Repository {
     /// Create a repository at `address` with `config`, with an empty first commit on `main`.
-    pub fn init(address: &str, config: RepoConfig) -> Result<Self> {
+    /// A fresh repository id is assigned when the config has none.
+    pub fn init(address: &str, mut config: RepoConfig) -> Result<Self> {
         config.check()?;
+        if config.format_version != crate::format::config::REPO_FORMAT_VERSION {
+            return Err(Error::InvalidArgument(format!(
+                "this build creates repositories of format version {} only",
+                crate::format::config::REPO_FORMAT_VERSION
+            )));
+        }
+        if config.repository_id.is_empty() {
+            config.repository_id = new_repository_id();
+        }
         let (storage, refs) = match Address::parse(address)? {
             Address::Memory(name) => {
                 let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
@@ -163,13 +180,16 @@ impl Repository {
         address: &str,
         storage: Arc<dyn Storage>,
         refs: Arc<dyn RefStore>,
-        config: RepoConfig,
+        mut config: RepoConfig,
     ) -> Result<Self> {
+        if config.repository_id.is_empty() {
+            config.repository_id = new_repository_id();
+        }
         let repo = Repository::assemble(address, storage, refs, config.clone());
         // The first commit and `main` come first, the config last: a repository is
         // initialised exactly when its config exists.
         let mut w = writer::ObjectWriter::new(repo.clone());
-        let tree = w.put_metadata(&Tree::default())?;
+        let tree = w.put_metadata(&tree::empty())?;
         let commit = w.put_metadata(&Commit {
             parents: vec![],
             tree,
@@ -265,7 +285,9 @@ impl Repository {
                 refs,
                 config,
                 index: RwLock::new(ObjectIndex::default()),
-                trees: Mutex::new(HashMap::new()),
+                nodes: Mutex::new(Default::default()),
+                counters: Default::default(),
+                merging: Mutex::new(()),
                 materialise_limit: DEFAULT_MATERIALISE_LIMIT,
                 local_root: match Address::parse(address) {
                     Ok(Address::Local(p)) => Some(p),
@@ -308,7 +330,19 @@ impl Repository {
         self.inner.materialise_limit
     }
 
-    /// Load the indexes of packs written since the last refresh (by other processes).
+    /// Refuse a change to a repository of an older format (read-only until upgraded).
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.inner.config.read_only() {
+            return Err(Error::ReadOnlyFormat {
+                address: self.inner.address.clone(),
+                version: self.inner.config.format_version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Synchronise the object index with the packs present now (written, merged or deleted
+    /// by other processes); returns how many new packs were opened.
     pub fn refresh_index(&self) -> Result<usize> {
         self.inner
             .index
@@ -360,8 +394,9 @@ impl Repository {
         }
     }
 
-    /// Rebuild the object index if garbage collection moved or deleted packs since it was
-    /// built. Called at the start of every transaction, under the shared gc lock.
+    /// Rebuild the object index if garbage collection deleted objects since it was built,
+    /// otherwise synchronise it with the packs present. Called at the start of every
+    /// transaction, under the shared gc lock.
     pub(crate) fn sync_generation(&self) -> Result<()> {
         let g = self.read_generation()?;
         if *self
@@ -377,6 +412,9 @@ impl Repository {
                 .generation
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = g;
+        } else {
+            // Packs merged away by other processes are forgotten (and their space freed).
+            self.refresh_index()?;
         }
         Ok(())
     }
@@ -394,16 +432,12 @@ impl Repository {
         Ok(())
     }
 
-    /// Drop the object index and build it again from the packs present now.
+    /// Drop the object index and the node cache and open the packs present now again.
     pub fn reload_index(&self) -> Result<()> {
         let mut fresh = ObjectIndex::default();
         fresh.refresh(self.storage())?;
         *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        self.inner
-            .trees
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.clear_node_cache();
         Ok(())
     }
 
@@ -425,271 +459,6 @@ impl Repository {
         }
     }
 
-    pub(crate) fn has_object(&self, id: &ObjectId) -> bool {
-        self.inner
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .is_some()
-    }
-
-    fn locate(&self, id: &ObjectId, kind: ObjectKind) -> Result<index::IndexedObject> {
-        let found = self
-            .inner
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id);
-        let found = match found {
-            Some(f) => Some(f),
-            None => {
-                self.refresh_index()?;
-                self.inner
-                    .index
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(id)
-            }
-        };
-        let o = found.ok_or_else(|| Error::ObjectMissing {
-            id: id.to_hex(),
-            kind: kind.name(),
-            context: String::new(),
-        })?;
-        if o.entry.kind != kind {
-            return Err(Error::corrupt(
-                format!("{} {}", kind.name(), id.short()),
-                format!("the index lists it as a {}", o.entry.kind.name()),
-            ));
-        }
-        Ok(o)
-    }
-
-    /// Read and verify the record at `loc`, decoding it into `out` (whose length is the
-    /// expected raw length). `what` names the object in errors.
-    fn read_record(
-        &self,
-        loc: &crate::format::pack::Location,
-        id: &ObjectId,
-        kind: ObjectKind,
-        out: &mut [u8],
-        what: &dyn Fn() -> String,
-    ) -> Result<RecordHeader> {
-        let key = loc.pack.key();
-        let mut hb = [0u8; RECORD_HEADER_LEN];
-        self.storage()
-            .read_at(&key, loc.offset, &mut hb)
-            .map_err(|e| match e {
-                Error::BlobNotFound(_) => Error::ObjectMissing {
-                    id: id.to_hex(),
-                    kind: kind.name(),
-                    context: format!(" (pack {} is gone)", loc.pack),
-                },
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
-                }
-                e => e,
-            })?;
-        if hb[..4] == crate::format::record::RECORD_MAGIC && hb[5] > crate::format::OBJECT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: what(),
-                version: hb[5] as u32,
-                supported: crate::format::OBJECT_VERSION as u32,
-            });
-        }
-        let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(what(), d))?;
-        if h.id != *id
-            || h.kind != kind
-            || h.payload_len != loc.payload_len
-            || h.raw_len != out.len() as u64
-        {
-            return Err(Error::corrupt(
-                what(),
-                format!(
-                    "record header at pack {} offset {} does not match",
-                    loc.pack, loc.offset
-                ),
-            ));
-        }
-        let payload_at = loc.offset + RECORD_HEADER_LEN as u64;
-        let read_err = |e: Error| match e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
-            }
-            e => e,
-        };
-        if h.codec == crate::codec::Codec::Raw {
-            self.storage()
-                .read_at(&key, payload_at, out)
-                .map_err(read_err)?;
-        } else {
-            if h.payload_len > h.raw_len.saturating_mul(2) + 1024 {
-                return Err(Error::corrupt(
-                    what(),
-                    "payload larger than any codec produces",
-                ));
-            }
-            let mut payload = vec![0u8; h.payload_len as usize];
-            self.storage()
-                .read_at(&key, payload_at, &mut payload)
-                .map_err(read_err)?;
-            decode(h.codec, h.elem as usize, &payload, out)
-                .map_err(|d| Error::corrupt(what(), d))?;
-        }
-        Ok(h)
-    }
-
-    /// Read, verify and decode a chunk into `out` (its raw length).
-    /// Read a chunk through the cache; `keep` says whether a miss is added to it (a large
-    /// sequential read would only evict everything else).
-    pub(crate) fn read_chunk_cached(&self, c: &ChunkRef, out: &mut [u8], keep: bool) -> Result<()> {
-        let ChunkRef::Stored { id, .. } = c else {
-            out.fill(0);
-            return Ok(());
-        };
-        if self.inner.cache.get_into(id, out) {
-            return Ok(());
-        }
-        self.read_chunk_uncached(c, out)?;
-        if keep {
-            self.inner.cache.insert(*id, out);
-        }
-        Ok(())
-    }
-
-    /// The chunk cache (capacity, hits, misses).
-    pub fn cache_stats(&self) -> crate::cache::CacheStats {
-        self.inner.cache.stats()
-    }
-
-    /// Set the chunk cache's capacity in bytes (0 turns it off). The default is 64 MiB, or
-    /// `QSTORE_CACHE_BYTES` when set.
-    pub fn set_cache_bytes(&self, bytes: u64) {
-        self.inner.cache.set_capacity(bytes);
-    }
-
-    /// Drop every cached chunk.
-    pub fn clear_cache(&self) {
-        self.inner.cache.clear();
-    }
-
-    /// Read, verify and decode a chunk from storage, bypassing the cache (fsck uses this).
-    pub(crate) fn read_chunk_uncached(&self, c: &ChunkRef, out: &mut [u8]) -> Result<()> {
-        match c {
-            ChunkRef::Zero => {
-                out.fill(0);
-                Ok(())
-            }
-            ChunkRef::Stored { id, location, .. } => {
-                let what = || {
-                    format!(
-                        "chunk {} (pack {} offset {})",
-                        id.short(),
-                        location.pack,
-                        location.offset
-                    )
-                };
-                match self.read_record(location, id, ObjectKind::Chunk, out, &what) {
-                    Ok(_) => {}
-                    // The pack was rewritten by gc: the id is the truth, the location a hint.
-                    Err(Error::ObjectMissing { .. }) => return self.read_chunk_by_id(id, out),
-                    Err(e) => return Err(e),
-                }
-                if ObjectId::of_chunk(out) != *id {
-                    return Err(Error::corrupt(
-                        what(),
-                        "hash mismatch: the stored bytes are damaged",
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Read a chunk found by id in the index, rebuilt if stale (after gc rewrote its pack).
-    pub(crate) fn read_chunk_by_id(&self, id: &ObjectId, out: &mut [u8]) -> Result<()> {
-        let what = |o: &index::IndexedObject| {
-            format!(
-                "chunk {} (pack {} offset {})",
-                id.short(),
-                o.pack,
-                o.entry.offset
-            )
-        };
-        // The index usually knows the new location already; rebuild it only when it is stale
-        // too, so a reader of many moved chunks does not rebuild it for each one.
-        let mut o = self.locate(id, ObjectKind::Chunk)?;
-        match self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o)) {
-            Ok(_) => {}
-            Err(Error::ObjectMissing { .. }) => {
-                self.reload_index()?;
-                o = self.locate(id, ObjectKind::Chunk)?;
-                self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o))?;
-            }
-            Err(e) => return Err(e),
-        }
-        if ObjectId::of_chunk(out) != *id {
-            return Err(Error::corrupt(
-                what(&o),
-                "hash mismatch: the stored bytes are damaged",
-            ));
-        }
-        Ok(())
-    }
-
-    fn read_metadata<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
-        match self.read_metadata_once(id) {
-            Err(Error::ObjectMissing { .. }) => {
-                // Another process's gc may have rewritten the pack: rebuild the index once.
-                self.reload_index()?;
-                self.read_metadata_once(id)
-            }
-            r => r,
-        }
-    }
-
-    fn read_metadata_once<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
-        let o = self.locate(id, T::KIND)?;
-        let what = || format!("{} {}", T::KIND.name(), id.short());
-        if o.entry.raw_len > METADATA_LIMIT {
-            return Err(Error::corrupt(what(), "implausibly large"));
-        }
-        let mut body = vec![0u8; o.entry.raw_len as usize];
-        let h = self.read_record(&o.location(), id, T::KIND, &mut body, &what)?;
-        decode_object::<T>(id, h.version, &body)
-    }
-
-    /// A commit by id.
-    pub fn commit(&self, id: &ObjectId) -> Result<Commit> {
-        self.read_metadata(id)
-    }
-
-    /// A tree by id (cached: trees are immutable).
-    pub fn tree(&self, id: &ObjectId) -> Result<Arc<Tree>> {
-        if let Some(t) = self
-            .inner
-            .trees
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-        {
-            return Ok(t.clone());
-        }
-        let t = Arc::new(self.read_metadata::<Tree>(id)?);
-        let mut cache = self.inner.trees.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache.insert(*id, t.clone());
-        Ok(t)
-    }
-
-    /// A manifest by id.
-    pub fn manifest(&self, id: &ObjectId) -> Result<Manifest> {
-        self.read_metadata(id)
-    }
-
     /// The commit a ref names. Accepts a branch, a tag, a full commit id or a unique prefix
     /// of at least 6 hex characters.
     pub fn resolve(&self, spec: &str) -> Result<ObjectId> {
@@ -708,9 +477,10 @@ impl Repository {
             for attempt in 0..2 {
                 let matches: Vec<ObjectId> = {
                     let idx = self.inner.index.read().unwrap_or_else(|e| e.into_inner());
-                    idx.ids_of_kind(ObjectKind::Commit)
-                        .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
-                        .map(|(id, _)| *id)
+                    idx.with_hex_prefix(&spec_l)
+                        .into_iter()
+                        .filter(|o| o.entry.kind == ObjectKind::Commit)
+                        .map(|o| o.entry.id)
                         .collect()
                 };
                 match matches.len() {
@@ -750,6 +520,7 @@ impl Repository {
     }
 
     fn create_ref(&self, name: RefName, target: &str) -> Result<ObjectId> {
+        self.check_writable()?;
         // Shared gc lock: a gc cannot delete the target between the check and the swap.
         let _guard = self.gc_lock(false)?;
         let id = self.resolve(target)?;
@@ -762,6 +533,7 @@ impl Repository {
 
     /// Delete a branch or tag (the commits stay until garbage collection).
     pub fn delete_ref(&self, name: &RefName) -> Result<()> {
+        self.check_writable()?;
         let cur = self
             .inner
             .refs
@@ -787,34 +559,37 @@ impl Repository {
         Transaction::begin(self.clone(), branch)
     }
 
-    /// The node at `path` in the tree of `commit`, if any.
-    pub fn node(&self, commit: &ObjectId, path: &StatePath) -> Result<Option<Node>> {
+    /// The root of the path tree of `commit`.
+    pub fn root_of(&self, commit: &ObjectId) -> Result<ObjectId> {
         let c = self.commit(commit)?;
-        let mut tree = self.tree(&c.tree)?;
-        let segs: Vec<&str> = path.segments().collect();
-        for (i, seg) in segs.iter().enumerate() {
-            let node = match tree.get(seg) {
-                Some(n) => n.clone(),
-                None => return Ok(None),
-            };
-            if i + 1 == segs.len() {
-                return Ok(Some(node));
-            }
-            match node {
-                Node::Tree(id) => tree = self.tree(&id)?,
-                Node::State(_) => return Ok(None),
-            }
-        }
-        Ok(None)
+        self.tree_root(&c.tree)
+    }
+
+    /// The state at `path` in `commit`, if any (reads one tree node per level).
+    pub fn entry_at(&self, commit: &ObjectId, path: &StatePath) -> Result<Option<StateEntry>> {
+        let root = self.root_of(commit)?;
+        tree::get(self, &root, path.as_str())
+    }
+
+    /// True when `commit` holds states below `path` (`path` is a directory).
+    pub fn is_dir(&self, commit: &ObjectId, path: &StatePath) -> Result<bool> {
+        let root = self.root_of(commit)?;
+        let (lo, hi) = tree::dir_range(path.as_str());
+        let mut found = false;
+        tree::scan(self, &root, &lo, Some(&hi), &mut |_, _| {
+            found = true;
+            false
+        })?;
+        Ok(found)
     }
 
     /// The state at `path` in the commit `spec` resolves to.
     pub fn state(&self, spec: &str, path: &str) -> Result<(ObjectId, StateEntry)> {
         let commit = self.resolve(spec)?;
         let p = StatePath::new(path)?;
-        match self.node(&commit, &p)? {
-            Some(Node::State(e)) => Ok((commit, *e)),
-            _ => Err(Error::PathNotFound {
+        match self.entry_at(&commit, &p)? {
+            Some(e) => Ok((commit, e)),
+            None => Err(Error::PathNotFound {
                 path: path.into(),
                 commit: commit.short(),
             }),
@@ -827,52 +602,57 @@ impl Repository {
         StateReader::new(self.clone(), path, entry)
     }
 
-    /// Every state under `prefix` (or all) in `commit`, sorted by path.
+    /// Every state at or under `prefix` (or all) in `commit`, sorted by path (byte order).
     pub fn list_states(
         &self,
         commit: &ObjectId,
         prefix: Option<&str>,
     ) -> Result<Vec<(String, StateEntry)>> {
-        let c = self.commit(commit)?;
         let mut out = Vec::new();
-        let (start_tree, base) = match prefix {
-            None => (c.tree, String::new()),
-            Some(p) => {
-                let sp = StatePath::new(p)?;
-                match self.node(commit, &sp)? {
-                    Some(Node::Tree(id)) => (id, format!("{p}/")),
-                    Some(Node::State(e)) => return Ok(vec![(p.to_string(), *e)]),
-                    None => {
-                        return Err(Error::PathNotFound {
-                            path: p.into(),
-                            commit: commit.short(),
-                        });
-                    }
-                }
-            }
-        };
-        self.walk_tree(&start_tree, &base, &mut |p, e| {
-            out.push((p.to_string(), e.clone()))
+        self.for_each_state(commit, prefix, &mut |p, e| {
+            out.push((p.to_string(), e.clone()));
+            true
         })?;
         Ok(out)
     }
 
-    /// Visit every state under tree `id`, whose path prefix is `base`.
-    pub fn walk_tree(
+    /// Visit every state at or under `prefix` (or all) in `commit`, in path order, reading
+    /// only the tree nodes that hold them; `f` returns false to stop. A prefix that is
+    /// neither a state nor a directory is [`Error::PathNotFound`].
+    pub fn for_each_state(
         &self,
-        id: &ObjectId,
-        base: &str,
-        f: &mut dyn FnMut(&str, &StateEntry),
+        commit: &ObjectId,
+        prefix: Option<&str>,
+        f: &mut dyn FnMut(&str, &StateEntry) -> bool,
     ) -> Result<()> {
-        let t = self.tree(id)?;
-        for e in &t.entries {
-            let p = format!("{base}{}", e.name);
-            match &e.node {
-                Node::State(s) => f(&p, s),
-                Node::Tree(sub) => self.walk_tree(sub, &format!("{p}/"), f)?,
-            }
+        let root = self.root_of(commit)?;
+        let Some(p) = prefix else {
+            return tree::scan(self, &root, "", None, f);
+        };
+        let sp = StatePath::new(p)?;
+        if let Some(e) = tree::get(self, &root, sp.as_str())? {
+            f(p, &e);
+            return Ok(());
+        }
+        let (lo, hi) = tree::dir_range(sp.as_str());
+        let mut any = false;
+        tree::scan(self, &root, &lo, Some(&hi), &mut |k, e| {
+            any = true;
+            f(k, e)
+        })?;
+        if !any {
+            return Err(Error::PathNotFound {
+                path: p.into(),
+                commit: commit.short(),
+            });
         }
         Ok(())
+    }
+
+    /// The number of states in `commit` (read from the root node).
+    pub fn state_count(&self, commit: &ObjectId) -> Result<u64> {
+        let root = self.root_of(commit)?;
+        Ok(self.tree_node(&root)?.states())
     }
 
     /// Commits from `spec` back along first parents, newest first, at most `limit`.

@@ -14,6 +14,7 @@ use crate::state::analysis::{Marginals, Overlap, TopK};
 use crate::state::dtype::{Encoding, StateKind};
 use crate::state::hermitian::{mirror, upper_offset};
 use crate::state::input::all_zero;
+use crate::state::sparse::{WideSparse, cmp_wide, decode_wide};
 use rayon::prelude::*;
 use std::io::Write;
 use std::sync::Arc;
@@ -176,9 +177,63 @@ impl StateReader {
         Ok(i)
     }
 
+    /// Refuse an operation that needs 64-bit basis indices on a state of more than
+    /// [`MAX_QUBITS`](crate::format::tree::MAX_QUBITS) qubits.
+    fn require_narrow(&self, what: &str) -> Result<()> {
+        if self.entry.is_wide() {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is a {}-qubit state vector, which has no dense form: {what} works up to \
+                 {} qubits; read it with read_sparse_wide",
+                self.path,
+                self.entry.qubits,
+                crate::format::tree::MAX_QUBITS
+            )));
+        }
+        Ok(())
+    }
+
+    /// The sparse form with multi-word basis indices, for a state vector of any width (up to
+    /// 1024 qubits; one word per index up to 64 qubits). A dense state vector is scanned as
+    /// [`StateReader::read_sparse`] does.
+    pub fn read_sparse_wide(&mut self) -> Result<WideSparse> {
+        if self.entry.kind != StateKind::StateVector {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is not a state vector",
+                self.path
+            )));
+        }
+        if !self.entry.is_wide() {
+            let (idx, values) = self.read_sparse()?;
+            return Ok(WideSparse {
+                n_qubits: self.entry.qubits,
+                words: 1,
+                indices: idx,
+                values,
+            });
+        }
+        let limit = self.repo.materialise_limit();
+        if self.entry.stream_len > limit {
+            return Err(Error::TooLargeToMaterialise {
+                path: Some(self.path.clone()),
+                bytes: self.entry.stream_len as u128,
+                limit,
+            });
+        }
+        let mut stream = vec![0u8; self.entry.stream_len as usize];
+        self.read_stream(0, &mut stream)?;
+        decode_wide(
+            &stream,
+            self.entry.nnz,
+            self.entry.dtype.item_size(),
+            self.entry.qubits,
+        )
+        .map_err(|d| self.corrupt_stream(d))
+    }
+
     /// Fill `out` with elements `start..stop` of the dense form (C order), whatever the
     /// encoding.
     pub fn read_elements(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
+        self.require_narrow("reading elements")?;
         let item = self.entry.dtype.item_size() as u64;
         if start > stop || stop > self.entry.elements() {
             return Err(Error::InvalidArgument(format!(
@@ -358,6 +413,7 @@ impl StateReader {
     /// A sparse-encoded state is returned as stored; a dense one is scanned (within the
     /// materialise limit).
     pub fn read_sparse(&mut self) -> Result<(Vec<u64>, Vec<u8>)> {
+        self.require_narrow("read_sparse")?;
         let item = self.entry.dtype.item_size();
         if self.entry.encoding == Encoding::Sparse {
             let limit = self.repo.materialise_limit();
@@ -418,6 +474,7 @@ impl StateReader {
     /// vector (only the stored entries of a sparse one), the diagonal of a density matrix.
     pub fn visit_probabilities(&mut self, f: &mut dyn FnMut(u64, f64)) -> Result<()> {
         self.require_state()?;
+        self.require_narrow("probabilities with 64-bit indices (top-k, marginals, norm)")?;
         let dtype = self.entry.dtype;
         let item = dtype.item_size() as u64;
         match (self.entry.kind, self.entry.encoding) {
@@ -489,6 +546,28 @@ impl StateReader {
         }
         let (da, db) = (a.entry.dtype, b.entry.dtype);
         let mut o = Overlap::default();
+        if a.entry.is_wide() || b.entry.is_wide() {
+            if a.entry.qubits != b.entry.qubits {
+                return Ok(None);
+            }
+            // Both sparse: join the sorted index lists.
+            let (sa, sb) = (a.read_sparse_wide()?, b.read_sparse_wide()?);
+            let (mut i, mut j) = (0, 0);
+            while i < sa.len() && j < sb.len() {
+                match cmp_wide(sa.basis_index(i), sb.basis_index(j)) {
+                    std::cmp::Ordering::Less => i += 1,
+                    std::cmp::Ordering::Greater => j += 1,
+                    std::cmp::Ordering::Equal => {
+                        o.add(da.amplitude(&sa.values, i), db.amplitude(&sb.values, j));
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+            o.norm_a = a.entry.norm;
+            o.norm_b = b.entry.norm;
+            return Ok(Some(o.fidelity()));
+        }
         if a.entry.kind == StateKind::StateVector
             && (a.entry.encoding == Encoding::Sparse || b.entry.encoding == Encoding::Sparse)
         {

@@ -384,7 +384,7 @@ impl ScratchInner {
         Ok((
             RecordHeader {
                 kind: crate::format::ObjectKind::Chunk,
-                version: crate::format::OBJECT_VERSION,
+                version: crate::format::CHUNK_VERSION,
                 codec: c.codec,
                 elem: c.elem,
                 raw_len: c.raw_len,

@@ -3,22 +3,30 @@
 //! encoding, after deduplication, after compression, and on storage; object and file counts.
 
 use super::Repository;
+use super::tree;
 use crate::error::Result;
 use crate::format::ObjectKind;
 use crate::format::manifest::ChunkRef;
+use crate::format::tree::ItemValue;
 use crate::id::ObjectId;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 /// Sizes and counts of a repository.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RepoStats {
+    /// The repository's format version and id.
+    pub format_version: u32,
+    pub repository_id: String,
     pub branches: u64,
     pub tags: u64,
     /// Commits reachable from any ref.
     pub commits: u64,
     /// Distinct (path, content) state versions in that history.
     pub state_versions: u64,
+    /// Distinct tree nodes in that history.
+    pub tree_nodes: u64,
     /// Dense bytes of every state version.
     pub logical_bytes: u128,
     /// Bytes of the non-zero chunks of every version (after zero elision and
@@ -56,7 +64,11 @@ impl Repository {
     /// Measure the repository (walks the history of every ref).
     pub fn stats(&self) -> Result<RepoStats> {
         self.refresh_index()?;
-        let mut s = RepoStats::default();
+        let mut s = RepoStats {
+            format_version: self.config().format_version,
+            repository_id: self.config().repository_id.clone(),
+            ..Default::default()
+        };
         let refs = self.refs()?;
         for (r, _) in &refs {
             match r {
@@ -66,26 +78,34 @@ impl Repository {
         }
         let mut seen_commits = HashSet::new();
         let mut stack: Vec<ObjectId> = refs.iter().map(|(_, id)| *id).collect();
-        let mut versions: HashSet<(String, ObjectId)> = HashSet::new();
+        // (hash of the path, manifest): a version is counted once, however many tree nodes
+        // and commits hold it.
+        let mut versions: HashSet<(u64, ObjectId)> = HashSet::new();
         let mut manifests: HashMap<ObjectId, u128> = HashMap::new();
         let mut per_version: Vec<(ObjectId, u128)> = Vec::new();
-        let mut seen_trees: HashSet<(ObjectId, String)> = HashSet::new();
+        let mut nodes: HashSet<ObjectId> = HashSet::new();
         while let Some(c) = stack.pop() {
             if !seen_commits.insert(c) {
                 continue;
             }
             let commit = self.commit(&c)?;
             stack.extend(commit.parents.iter().copied());
-            if !seen_trees.insert((commit.tree, String::new())) {
-                continue;
-            }
-            self.walk_tree(&commit.tree, "", &mut |p, e| {
-                if versions.insert((p.to_string(), e.manifest)) {
-                    per_version.push((e.manifest, e.dense_bytes()));
-                    manifests.insert(e.manifest, e.dense_bytes());
+            let root = self.tree_root(&commit.tree)?;
+            tree::walk_nodes(self, &root, &mut nodes, &mut |_, n| {
+                for it in &n.items {
+                    if let ItemValue::State(e) = &it.value {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        it.key.hash(&mut h);
+                        if versions.insert((h.finish(), e.manifest)) {
+                            per_version.push((e.manifest, e.dense_bytes()));
+                            manifests.insert(e.manifest, e.dense_bytes());
+                        }
+                    }
                 }
+                Ok(())
             })?;
         }
+        s.tree_nodes = nodes.len() as u64;
         s.commits = seen_commits.len() as u64;
         s.state_versions = versions.len() as u64;
         let mut encoded_of: HashMap<ObjectId, u64> = HashMap::new();
@@ -103,7 +123,7 @@ impl Repository {
             encoded_of.insert(*m_id, enc);
         }
         for (m, dense) in &per_version {
-            s.logical_bytes += dense;
+            s.logical_bytes = s.logical_bytes.saturating_add(*dense);
             s.encoded_bytes += encoded_of.get(m).copied().unwrap_or(0);
         }
         s.unique_chunk_bytes = unique.values().map(|v| v.0).sum();
@@ -113,8 +133,15 @@ impl Repository {
         s.pack_bytes = packs.iter().map(|b| b.size).sum();
         {
             let idx = self.inner.index.read().unwrap_or_else(|e| e.into_inner());
-            s.objects = idx.len() as u64;
-            s.chunk_objects = idx.ids_of_kind(ObjectKind::Chunk).count() as u64;
+            let mut ids: HashSet<ObjectId> = HashSet::new();
+            let mut chunks = 0u64;
+            idx.for_each_entry(&mut |_, e| {
+                if ids.insert(e.id) && e.kind == ObjectKind::Chunk {
+                    chunks += 1;
+                }
+            });
+            s.objects = ids.len() as u64;
+            s.chunk_objects = chunks;
             s.damaged_packs = idx.damaged.len() as u64;
         }
         s.files = self.storage().file_count();

@@ -9,23 +9,25 @@
 //! If the branch moved meanwhile, the changes of the commits in between are compared with
 //! ours: disjoint paths are rebased onto the new head and retried automatically; overlapping
 //! paths fail with [`Error::Conflict`]. A crash at any point leaves at most unreferenced
-//! objects, never a ref to something missing.
+//! objects, never a ref to something missing. Once the branch has moved, small packs are
+//! merged if there are enough of them ([`Repository::auto_merge`]); the commit is already
+//! durable and visible by then.
 
 use super::Repository;
-use super::diff::diff_trees;
-use super::ingest::{PutOptions, ingest_dense, ingest_sparse};
+use super::ingest::{PutOptions, ingest_dense, ingest_sparse, ingest_sparse_wide};
 use super::scratch::{SCRATCH_PACK, StateHandle};
+use super::tree;
 use super::writer::{ObjectWriter, PutStats};
 use crate::error::{Error, Result};
 use crate::format::commit::Commit;
 use crate::format::manifest::{ChunkRef, Manifest};
-use crate::format::tree::{Node, StateEntry, Tree};
+use crate::format::tree::{ItemValue, StateEntry};
 use crate::id::ObjectId;
 use crate::path::{RefName, StatePath};
 use crate::refs::CasOutcome;
 use crate::state::input::{ArrayInfo, DenseSource, SliceSource};
-use crate::state::sparse::SparseInput;
-use std::collections::BTreeMap;
+use crate::state::sparse::{SparseInput, WideSparseInput};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Message, author and metadata of a commit.
@@ -52,6 +54,7 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn begin(repo: Repository, branch: &str) -> Result<Self> {
+        repo.check_writable()?;
         let guard = repo.gc_lock(false)?;
         repo.sync_generation()?;
         let base = repo.branch_head(branch)?;
@@ -122,6 +125,23 @@ impl Transaction {
         Ok(self.record(p, entry, stats))
     }
 
+    /// Store a sparse state vector of up to 1024 qubits, its basis indices given as
+    /// little-endian u64 words (`ceil(n / 64)` per index, least significant first). States
+    /// of more than 58 qubits have no dense form: read them with
+    /// [`crate::StateReader::read_sparse_wide`].
+    pub fn put_sparse_wide(
+        &mut self,
+        path: &str,
+        input: &WideSparseInput<'_>,
+        opts: &PutOptions,
+    ) -> Result<StateEntry> {
+        let p = StatePath::new(path)?;
+        let (entry, manifest, stats) =
+            ingest_sparse_wide(&mut self.writer, input, opts).map_err(|e| e.at_path(path))?;
+        self.writer.put_metadata(&manifest)?;
+        Ok(self.record(p, entry, stats))
+    }
+
     /// Commit a state held in a scratch space under `path`. Its encoded chunks are copied as
     /// they are (no re-chunking, re-hashing or re-compressing); chunks the repository already
     /// has are not copied at all.
@@ -184,7 +204,8 @@ impl Transaction {
         let p = StatePath::new(path)?;
         self.changes.retain(|q, _| !(q.overlaps(&p) && q != &p));
         if matches!(self.changes.get(&p), Some(Some(_)))
-            && self.repo.node(&self.base, &p)?.is_none()
+            && self.repo.entry_at(&self.base, &p)?.is_none()
+            && !self.repo.is_dir(&self.base, &p)?
         {
             // Put earlier in this transaction only: forget the put.
             self.changes.remove(&p);
@@ -209,12 +230,9 @@ impl Transaction {
         let mut backoff_us = 200u64;
         for _ in 0..MAX_ATTEMPTS {
             let base_commit = self.repo.commit(&base)?;
-            let tree = apply_changes(
-                &self.repo,
-                &mut self.writer,
-                &base_commit.tree,
-                &self.changes,
-            )?;
+            let base_root = self.repo.tree_root(&base_commit.tree)?;
+            store_computed(&self.repo, &mut self.writer, &base_root)?;
+            let tree = apply_changes(&self.repo, &mut self.writer, &base_root, &self.changes)?;
             let commit = Commit {
                 parents: vec![base],
                 tree,
@@ -230,13 +248,19 @@ impl Transaction {
                 .ref_store()
                 .compare_and_swap(&self.branch, Some(base), Some(id))?
             {
-                CasOutcome::Swapped => return Ok(id),
+                CasOutcome::Swapped => {
+                    // Best effort: the commit is durable and visible; a merge that fails
+                    // leaves every pack as it was and is retried after a later commit.
+                    let _ = self.repo.auto_merge();
+                    return Ok(id);
+                }
                 CasOutcome::Mismatch { actual: None } => {
                     return Err(Error::RefNotFound(self.branch.name().into()));
                 }
                 CasOutcome::Mismatch { actual: Some(head) } => {
                     let head_commit = self.repo.commit(&head)?;
-                    let theirs = diff_trees(&self.repo, &base_commit.tree, &head_commit.tree)?;
+                    let head_root = self.repo.tree_root(&head_commit.tree)?;
+                    let theirs = tree::diff(&self.repo, &base_root, &head_root)?;
                     let overlap: Vec<String> = theirs
                         .iter()
                         .filter_map(|d| {
@@ -269,96 +293,112 @@ impl Transaction {
     }
 }
 
-type Change<'a> = (Vec<&'a str>, &'a StatePath, Option<&'a StateEntry>);
+/// Store the nodes of a tree computed from a legacy (version-1) tree, so a commit can build
+/// on it; nothing to do for a stored tree.
+fn store_computed(repo: &Repository, w: &mut ObjectWriter, root: &ObjectId) -> Result<()> {
+    let Some(n) = repo.computed_node(root) else {
+        return Ok(());
+    };
+    let mut stack = vec![n];
+    while let Some(n) = stack.pop() {
+        for it in &n.items {
+            if let ItemValue::Child { id, .. } = &it.value
+                && let Some(c) = repo.computed_node(id)
+            {
+                stack.push(c);
+            }
+        }
+        w.put_metadata(&*n)?;
+    }
+    Ok(())
+}
 
-/// Build the tree that results from applying `changes` to tree `root`; returns its id.
+/// The proper ancestors of a path: `a`, `a/b` for `a/b/c`.
+fn ancestors(p: &str) -> impl Iterator<Item = &str> {
+    p.match_indices('/').map(move |(i, _)| &p[..i])
+}
+
+/// Build the tree that results from applying `changes` to the tree `root`; returns its id.
+/// The path rules are checked against `root`: a state cannot be put where a directory is or
+/// below a state, a deleted path must exist (a directory delete removes every state below
+/// it), and one transaction cannot change a path and paths below it.
 fn apply_changes(
     repo: &Repository,
     w: &mut ObjectWriter,
     root: &ObjectId,
     changes: &BTreeMap<StatePath, Option<StateEntry>>,
 ) -> Result<ObjectId> {
-    let list: Vec<Change<'_>> = changes
-        .iter()
-        .map(|(p, e)| (p.segments().collect(), p, e.as_ref()))
-        .collect();
-    let refs: Vec<&Change<'_>> = list.iter().collect();
-    Ok(apply(repo, w, Some(root), &refs, 0)?.expect("the root tree is always written"))
-}
-
-fn apply(
-    repo: &Repository,
-    w: &mut ObjectWriter,
-    tree_id: Option<&ObjectId>,
-    changes: &[&Change<'_>],
-    depth: usize,
-) -> Result<Option<ObjectId>> {
-    let mut tree: Tree = match tree_id {
-        Some(id) => (*repo.tree(id)?).clone(),
-        None => Tree::default(),
-    };
-    let mut groups: BTreeMap<&str, Vec<&Change<'_>>> = BTreeMap::new();
-    for c in changes {
-        groups.entry(c.0[depth]).or_default().push(c);
-    }
-    for (name, group) in groups {
-        let leaf: Vec<&&Change<'_>> = group.iter().filter(|c| c.0.len() == depth + 1).collect();
-        let prefix = || group[0].0[..=depth].join("/");
-        if let Some(l) = leaf.first() {
-            if group.len() > 1 {
-                return Err(Error::InvalidPath {
-                    path: l.1.to_string(),
-                    reason: "this transaction also changes paths below it".into(),
-                });
-            }
-            match l.2 {
-                Some(entry) => {
-                    if let Some(Node::Tree(_)) = tree.get(name) {
-                        return Err(Error::InvalidPath {
-                            path: l.1.to_string(),
-                            reason: "it is a directory; delete it first".into(),
-                        });
-                    }
-                    tree.set(name, Node::State(Box::new(entry.clone())));
-                }
-                None => {
-                    if !tree.remove(name) {
-                        return Err(Error::PathNotFound {
-                            path: l.1.to_string(),
-                            commit: "the transaction's base".into(),
-                        });
-                    }
-                }
-            }
-            continue;
+    for p in changes.keys() {
+        if let Some(a) = ancestors(p.as_str()).find(|a| {
+            StatePath::new(a)
+                .map(|a| changes.contains_key(&a))
+                .unwrap_or(false)
+        }) {
+            return Err(Error::InvalidPath {
+                path: a.to_string(),
+                reason: "this transaction also changes paths below it".into(),
+            });
         }
-        let existing = match tree.get(name) {
-            Some(Node::Tree(id)) => Some(*id),
-            Some(Node::State(_)) => {
-                return Err(Error::InvalidPath {
-                    path: group[0].1.to_string(),
-                    reason: format!("{} is a state, not a directory", prefix()),
-                });
+    }
+    let mut is_state: HashMap<String, bool> = HashMap::new();
+    let mut edits: BTreeMap<String, Option<StateEntry>> = BTreeMap::new();
+    let in_dir = |p: &str| -> Result<Vec<String>> {
+        let (lo, hi) = tree::dir_range(p);
+        let mut keys = Vec::new();
+        tree::scan(repo, root, &lo, Some(&hi), &mut |k, _| {
+            keys.push(k.to_string());
+            true
+        })?;
+        Ok(keys)
+    };
+    for (p, e) in changes {
+        match e {
+            Some(entry) => {
+                for a in ancestors(p.as_str()) {
+                    let state = match is_state.get(a) {
+                        Some(s) => *s,
+                        None => {
+                            let s = tree::get(repo, root, a)?.is_some();
+                            is_state.insert(a.to_string(), s);
+                            s
+                        }
+                    };
+                    if state {
+                        return Err(Error::InvalidPath {
+                            path: p.to_string(),
+                            reason: format!("{a} is a state, not a directory"),
+                        });
+                    }
+                }
+                let (lo, hi) = tree::dir_range(p.as_str());
+                let mut below = false;
+                tree::scan(repo, root, &lo, Some(&hi), &mut |_, _| {
+                    below = true;
+                    false
+                })?;
+                if below {
+                    return Err(Error::InvalidPath {
+                        path: p.to_string(),
+                        reason: "it is a directory; delete it first".into(),
+                    });
+                }
+                edits.insert(p.to_string(), Some(entry.clone()));
             }
             None => {
-                if let Some(d) = group.iter().find(|c| c.2.is_none()) {
+                if tree::get(repo, root, p.as_str())?.is_some() {
+                    edits.insert(p.to_string(), None);
+                    continue;
+                }
+                let keys = in_dir(p.as_str())?;
+                if keys.is_empty() {
                     return Err(Error::PathNotFound {
-                        path: d.1.to_string(),
+                        path: p.to_string(),
                         commit: "the transaction's base".into(),
                     });
                 }
-                None
-            }
-        };
-        match apply(repo, w, existing.as_ref(), &group, depth + 1)? {
-            Some(id) => tree.set(name, Node::Tree(id)),
-            None => {
-                tree.remove(name);
+                edits.extend(keys.into_iter().map(|k| (k, None)));
             }
         }
     }
-    if depth > 0 && tree.entries.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(w.put_metadata(&tree)?))
+    tree::edit(repo, w, root, edits)
 }

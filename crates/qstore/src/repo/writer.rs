@@ -12,10 +12,10 @@ use crate::error::Result;
 use crate::format::manifest::{ChunkRef, Manifest};
 use crate::format::pack::{Location, PackWriter};
 use crate::format::record::RecordHeader;
-use crate::format::{MetadataObject, OBJECT_VERSION, ObjectKind, encode_object};
+use crate::format::tree::TreeNode;
+use crate::format::{CHUNK_VERSION, MetadataObject, ObjectKind, encode_object};
 use crate::id::{ObjectId, PackId};
 use crate::state::input::all_zero;
-use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 
 /// Counters of one put.
@@ -77,7 +77,8 @@ impl ChunkStore for ObjectWriter {
 }
 
 /// A pack being finished in the background: its id and index once durable.
-type Finishing = std::thread::JoinHandle<Result<(PackId, Vec<crate::format::pack::IndexEntry>)>>;
+type Finishing =
+    std::thread::JoinHandle<Result<(PackId, Vec<crate::format::pack::IndexEntry>, u64)>>;
 
 /// Appends the objects of one transaction to pack files.
 pub struct ObjectWriter {
@@ -120,6 +121,10 @@ impl ObjectWriter {
         }
         let pack = self.pack.as_mut().expect("just created");
         let loc = pack.append(header, payload)?;
+        self.repo
+            .inner
+            .counters
+            .record_written(header.kind, payload.len() as u64);
         self.written.insert(header.id, (loc, header.codec));
         if pack.len() >= self.repo.config().pack_target_bytes {
             // Finish a full pack in the background: its fsync overlaps with the chunks that
@@ -146,13 +151,15 @@ impl ObjectWriter {
         let mut first_err = None;
         for r in done {
             match r {
-                Ok((id, entries)) => self
-                    .repo
-                    .inner
-                    .index
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add_pack(id, &entries),
+                Ok((id, entries, len)) => {
+                    self.repo.inner.counters.pack_written(len);
+                    self.repo
+                        .inner
+                        .index
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .add_pack(id, entries, len)
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -162,16 +169,23 @@ impl ObjectWriter {
     }
 
     /// Store a metadata object (unless it exists); returns its id.
+    ///
+    /// Manifests are looked up in the repository first (putting the same state again stores
+    /// nothing new). Tree nodes and commits are not: the nodes a commit writes are the ones
+    /// it changed, almost never already stored, and a rare duplicate costs a few hundred bytes
+    /// until the next pack merge keeps one copy, where a lookup would search every pack.
     pub fn put_metadata<T: MetadataObject>(&mut self, obj: &T) -> Result<ObjectId> {
         let (id, body) = encode_object(obj);
-        if self.written.contains_key(&id) || self.repo.has_object(&id) {
+        if self.written.contains_key(&id)
+            || (T::KIND == ObjectKind::Manifest && self.repo.has_object(&id))
+        {
             return Ok(id);
         }
         let (choice, payload) = encode_auto(&body, 1);
         let payload = payload.unwrap_or_else(|| encode_with(Codec::Raw, &body, 1));
         let header = RecordHeader {
             kind: T::KIND,
-            version: OBJECT_VERSION,
+            version: T::VERSION,
             codec: choice.codec,
             elem: choice.elem as u8,
             raw_len: body.len() as u64,
@@ -185,6 +199,12 @@ impl ObjectWriter {
     /// Make everything written so far durable (finishes the open pack).
     pub fn flush(&mut self) -> Result<()> {
         self.finish_pack()
+    }
+}
+
+impl super::tree::NodeSink for ObjectWriter {
+    fn put_node(&mut self, node: &TreeNode) -> Result<ObjectId> {
+        self.put_metadata(node)
     }
 }
 
@@ -226,7 +246,7 @@ impl<'w> ChunkSink<'w> {
             chunk_size,
             cur: Vec::new(),
             pending: Vec::new(),
-            batch: (rayon::current_num_threads() * 2).max(4),
+            batch: (crate::par::workers() * 2).max(4),
             chunks: Vec::new(),
             stream_len: 0,
             stats: PutStats::default(),
@@ -292,10 +312,9 @@ impl<'w> ChunkSink<'w> {
         if pending.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Option<ObjectId>> = pending
-            .par_iter()
-            .map(|c| (!all_zero(c)).then(|| ObjectId::of_chunk(c)))
-            .collect();
+        let ids: Vec<Option<ObjectId>> = crate::par::map(pending.iter().collect(), |c| {
+            (!all_zero(c)).then(|| ObjectId::of_chunk(c))
+        });
         let mut seen = HashSet::new();
         let need: Vec<bool> = ids
             .iter()
@@ -315,16 +334,13 @@ impl<'w> ChunkSink<'w> {
             }
             _ => None,
         };
-        let encoded: Vec<Option<(Choice, Option<Vec<u8>>)>> = pending
-            .par_iter()
-            .zip(need.par_iter())
-            .map(|(c, &n)| {
+        let encoded: Vec<Option<(Choice, Option<Vec<u8>>)>> =
+            crate::par::map(pending.iter().zip(need.iter()).collect(), |(c, &n)| {
                 n.then(|| match hint {
                     Some(h) => encode_hinted(c, h),
                     None => encode_auto(c, elem),
                 })
-            })
-            .collect();
+            });
         if hint.is_none() {
             // The choice most chunks of this batch made becomes the hint.
             let mut counts: Vec<(Choice, usize)> = Vec::new();
@@ -353,7 +369,7 @@ impl<'w> ChunkSink<'w> {
                     let payload = payload.as_deref().unwrap_or(chunk);
                     let header = RecordHeader {
                         kind: ObjectKind::Chunk,
-                        version: OBJECT_VERSION,
+                        version: CHUNK_VERSION,
                         codec,
                         elem: choice.elem as u8,
                         raw_len: chunk.len() as u64,

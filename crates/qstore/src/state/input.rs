@@ -6,7 +6,6 @@
 use super::dtype::{DType, StateKind};
 use crate::error::{Error, Result};
 use crate::format::tree::MAX_QUBITS;
-use rayon::prelude::*;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -348,20 +347,17 @@ pub fn scan(
 ) -> Result<ScanSummary> {
     let expected = check_len(src, info)?;
     let n_chunks = expected.div_ceil(chunk_size);
-    let batch = (rayon::current_num_threads() * 2).max(4) as u64;
+    let batch = (crate::par::workers() * 2).max(4) as u64;
     let mut total = ScanSummary::default();
     let mut c0 = 0;
     while c0 < n_chunks {
         let c1 = (c0 + batch).min(n_chunks);
-        let parts: Vec<Result<ScanSummary>> = (c0..c1)
-            .into_par_iter()
-            .map(|c| {
-                let start = c * chunk_size;
-                let mut buf = vec![0u8; chunk_size.min(expected - start) as usize];
-                src.read_at(start, &mut buf)?;
-                scan_chunk(&buf, start, info, kind)
-            })
-            .collect();
+        let parts: Vec<Result<ScanSummary>> = crate::par::map((c0..c1).collect(), |c| {
+            let start = c * chunk_size;
+            let mut buf = vec![0u8; chunk_size.min(expected - start) as usize];
+            src.read_at(start, &mut buf)?;
+            scan_chunk(&buf, start, info, kind)
+        });
         for p in parts {
             total.add(&p?);
         }

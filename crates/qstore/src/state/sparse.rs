@@ -1,11 +1,15 @@
-//! The sparse layout of a state vector: `nnz` little-endian u64 basis indices, strictly
-//! increasing and below 2^n, followed by the `nnz` amplitudes. [`SparseInput`] is what a
-//! caller hands in (any order), [`prepare`] validates and sorts it, [`decode`] checks stored
-//! bytes, and [`parse_basis_key`] reads `"5"`, `"0b101"` or Qiskit-style bit strings (`"101"`).
+//! The sparse layout of a state vector: `nnz` basis indices, strictly increasing and below
+//! 2^n, followed by the `nnz` amplitudes. An index is a little-endian u64 up to 64 qubits, and
+//! `ceil(n / 64)` little-endian u64 words (least significant first) beyond. [`SparseInput`]
+//! is what a caller hands in (any order, up to [`MAX_QUBITS`] qubits), [`WideSparseInput`] the
+//! same with multi-word indices (up to [`MAX_SPARSE_QUBITS`] qubits); [`prepare`] and
+//! [`prepare_wide`] validate and sort them, [`decode`] and [`decode_wide`] check stored bytes,
+//! and [`parse_basis_key`] reads `"5"`, `"0b101"` or Qiskit-style bit strings (`"101"`).
 
 use super::dtype::DType;
 use crate::error::{Error, Result};
-use crate::format::tree::MAX_QUBITS;
+use crate::format::tree::{MAX_QUBITS, MAX_SPARSE_QUBITS, index_bytes};
+use std::cmp::Ordering;
 
 /// A sparse state vector handed to `put_sparse`: basis indices and their amplitudes.
 #[derive(Clone, Debug)]
@@ -124,6 +128,197 @@ pub fn decode(
     Ok((idx, stream[n * 8..].to_vec()))
 }
 
+/// A sparse state vector of up to [`MAX_SPARSE_QUBITS`] qubits: each basis index is
+/// `words = ceil(n / 64)` little-endian u64 words, least significant first.
+#[derive(Clone, Debug)]
+pub struct WideSparseInput<'a> {
+    pub n_qubits: u32,
+    pub dtype: DType,
+    /// `nnz * words` words: the basis indices, in any order, unique.
+    pub indices: &'a [u64],
+    /// `nnz` amplitudes of `dtype`, little-endian.
+    pub values: &'a [u8],
+}
+
+/// A sparse state read back: sorted multi-word basis indices and their amplitudes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WideSparse {
+    pub n_qubits: u32,
+    /// u64 words per index.
+    pub words: usize,
+    /// `nnz * words` words, indices strictly increasing.
+    pub indices: Vec<u64>,
+    /// `nnz` amplitudes.
+    pub values: Vec<u8>,
+}
+
+impl WideSparse {
+    /// Number of stored entries.
+    pub fn len(&self) -> usize {
+        self.indices.len() / self.words.max(1)
+    }
+
+    /// True when no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// The words of index `k`.
+    pub fn basis_index(&self, k: usize) -> &[u64] {
+        &self.indices[k * self.words..(k + 1) * self.words]
+    }
+}
+
+/// Words of one basis index of an `n`-qubit state.
+pub fn index_words(n_qubits: u32) -> usize {
+    index_bytes(n_qubits) / 8
+}
+
+/// Compare two multi-word indices (least significant word first).
+pub fn cmp_wide(a: &[u64], b: &[u64]) -> Ordering {
+    a.iter().rev().cmp(b.iter().rev())
+}
+
+/// True when the multi-word index `w` is below 2^n.
+fn wide_in_range(w: &[u64], n: u32) -> bool {
+    let full = (n / 64) as usize;
+    let rem = n % 64;
+    w.iter().enumerate().all(|(i, &x)| {
+        if i < full {
+            true
+        } else if i == full && rem > 0 {
+            x >> rem == 0
+        } else {
+            x == 0
+        }
+    })
+}
+
+/// Validate a wide sparse input and return its indices (words) and values sorted by index.
+pub fn prepare_wide(input: &WideSparseInput<'_>) -> Result<(Vec<u64>, Vec<u8>)> {
+    let item = input.dtype.item_size();
+    if !input.dtype.is_complex() {
+        return Err(Error::invalid_state(format!(
+            "sparse amplitudes must be complex64 or complex128, got {}",
+            input.dtype
+        )));
+    }
+    if input.n_qubits == 0 || input.n_qubits > MAX_SPARSE_QUBITS {
+        return Err(Error::invalid_state(format!(
+            "a sparse state vector has 1..={MAX_SPARSE_QUBITS} qubits, got {}",
+            input.n_qubits
+        )));
+    }
+    let words = index_words(input.n_qubits);
+    if !input.indices.len().is_multiple_of(words) {
+        return Err(Error::invalid_state(format!(
+            "{} index words are not a whole number of {words}-word indices ({} qubits)",
+            input.indices.len(),
+            input.n_qubits
+        )));
+    }
+    let nnz = input.indices.len() / words;
+    if input.values.len() != nnz * item {
+        return Err(Error::invalid_state(format!(
+            "{nnz} indices need {} bytes of {} amplitudes, got {}",
+            nnz * item,
+            input.dtype,
+            input.values.len()
+        )));
+    }
+    let idx = |k: usize| &input.indices[k * words..(k + 1) * words];
+    for k in 0..nnz {
+        if !wide_in_range(idx(k), input.n_qubits) {
+            return Err(Error::invalid_state(format!(
+                "basis index {} is out of range for {} qubits",
+                wide_hex(idx(k)),
+                input.n_qubits
+            )));
+        }
+        let [re, im] = input.dtype.amplitude(input.values, k);
+        if !(re.is_finite() && im.is_finite()) {
+            return Err(Error::invalid_state(format!(
+                "amplitude of basis index {} is not finite ({re} + {im}i)",
+                wide_hex(idx(k))
+            )));
+        }
+    }
+    let mut order: Vec<usize> = (0..nnz).collect();
+    order.sort_unstable_by(|&a, &b| cmp_wide(idx(a), idx(b)));
+    let mut out = Vec::with_capacity(input.indices.len());
+    let mut vals = Vec::with_capacity(input.values.len());
+    for (j, &k) in order.iter().enumerate() {
+        if j > 0 && cmp_wide(idx(order[j - 1]), idx(k)) == Ordering::Equal {
+            return Err(Error::invalid_state(format!(
+                "basis index {} is given twice",
+                wide_hex(idx(k))
+            )));
+        }
+        out.extend_from_slice(idx(k));
+        vals.extend_from_slice(&input.values[k * item..(k + 1) * item]);
+    }
+    Ok((out, vals))
+}
+
+/// A multi-word index in hexadecimal, for messages.
+pub fn wide_hex(w: &[u64]) -> String {
+    let mut s = String::from("0x");
+    for x in w.iter().rev() {
+        s.push_str(&format!("{x:016x}"));
+    }
+    s
+}
+
+/// Decode a whole sparse stream of an `n_qubits` state with multi-word indices; every
+/// structural problem is an error, never a panic.
+pub fn decode_wide(
+    stream: &[u8],
+    nnz: u64,
+    item: usize,
+    n_qubits: u32,
+) -> std::result::Result<WideSparse, String> {
+    if n_qubits == 0 || n_qubits > MAX_SPARSE_QUBITS {
+        return Err(format!("{n_qubits} qubits"));
+    }
+    let ib = index_bytes(n_qubits);
+    let words = ib / 8;
+    let expected = nnz
+        .checked_mul((ib + item) as u64)
+        .ok_or("entry count overflows")?;
+    if stream.len() as u64 != expected {
+        return Err(format!(
+            "sparse stream is {} bytes, {nnz} entries need {expected}",
+            stream.len()
+        ));
+    }
+    let n = nnz as usize;
+    let indices: Vec<u64> = stream[..n * ib]
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    for k in 0..n {
+        let w = &indices[k * words..(k + 1) * words];
+        if !wide_in_range(w, n_qubits) {
+            return Err(format!(
+                "stored basis index {} is out of range",
+                wide_hex(w)
+            ));
+        }
+        if k > 0 && cmp_wide(&indices[(k - 1) * words..k * words], w) != Ordering::Less {
+            return Err(format!(
+                "stored basis indices are not strictly increasing at {}",
+                wide_hex(w)
+            ));
+        }
+    }
+    Ok(WideSparse {
+        n_qubits,
+        words,
+        indices,
+        values: stream[n * ib..].to_vec(),
+    })
+}
+
 /// Parse a basis-state key: a decimal index, `0b`-prefixed binary, or a bit string of exactly
 /// `n_qubits` characters written Qiskit-style (leftmost character = highest qubit).
 pub fn parse_basis_key(key: &str, n_qubits: u32) -> Result<u64> {
@@ -152,6 +347,46 @@ mod tests {
 
     proptest! {
         #[test]
+        fn wide_decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..400), nnz in 0u64..20, n in 0u32..1100) {
+            let _ = decode_wide(&b, nnz, 16, n);
+        }
+
+        #[test]
+        fn wide_prepare_then_decode_round_trips(
+            n in 59u32..=1024,
+            raw in proptest::collection::vec(any::<u64>(), 0..160),
+        ) {
+            let words = index_words(n);
+            let nnz = raw.len() / words;
+            // Mask every index into range.
+            let mut idx: Vec<u64> = raw[..nnz * words].to_vec();
+            for k in 0..nnz {
+                for (i, w) in idx[k * words..(k + 1) * words].iter_mut().enumerate() {
+                    let lo = i as u32 * 64;
+                    if lo + 64 > n { *w = if lo >= n { 0 } else { *w & ((1u64 << (n - lo)) - 1) }; }
+                }
+            }
+            // Drop duplicates.
+            let mut seen = std::collections::HashSet::new();
+            let mut uniq = Vec::new();
+            for k in 0..nnz {
+                let w = idx[k * words..(k + 1) * words].to_vec();
+                if seen.insert(w.clone()) { uniq.extend(w); }
+            }
+            let m = uniq.len() / words;
+            let vals: Vec<u8> = (0..m).flat_map(|k| [(k as f64).to_le_bytes(), 0.5f64.to_le_bytes()].concat()).collect();
+            let (si, sv) = prepare_wide(&WideSparseInput { n_qubits: n, dtype: DType::Complex128, indices: &uniq, values: &vals }).unwrap();
+            let mut stream: Vec<u8> = si.iter().flat_map(|w| w.to_le_bytes()).collect();
+            stream.extend_from_slice(&sv);
+            let back = decode_wide(&stream, m as u64, 16, n).unwrap();
+            prop_assert_eq!(&back.indices, &si);
+            prop_assert_eq!(&back.values, &sv);
+            for k in 1..m {
+                prop_assert_eq!(cmp_wide(back.basis_index(k - 1), back.basis_index(k)), Ordering::Less);
+            }
+        }
+
+        #[test]
         fn decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300), nnz in 0u64..40, dim in 1u64..1000) {
             let _ = decode(&b, nnz, 16, dim);
             let _ = decode(&b, u64::MAX / 3, 16, dim);
@@ -168,6 +403,24 @@ mod tests {
             prop_assert_eq!(di, si);
             prop_assert_eq!(dv, sv);
         }
+    }
+
+    #[test]
+    fn wide_bad_input_is_refused() {
+        let v = [0u8; 32];
+        let p = |idx: &[u64], n| {
+            prepare_wide(&WideSparseInput {
+                n_qubits: n,
+                dtype: DType::Complex128,
+                indices: idx,
+                values: &v[..idx.len() / index_words(n) * 16],
+            })
+        };
+        assert!(p(&[1, 0, 1, 0], 100).is_err(), "duplicate");
+        assert!(p(&[0, 1 << 36], 100).is_err(), "bit 100 is out of range");
+        assert!(p(&[0, 1 << 35], 100).is_ok());
+        assert!(p(&[0, 0, 0], 100).is_err(), "not whole indices");
+        assert!(p(&[0], 2000).is_err());
     }
 
     #[test]

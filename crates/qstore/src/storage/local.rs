@@ -2,7 +2,7 @@
 //! parallel file system). New blobs are written under `tmp/`, fsynced, then renamed into
 //! place and the directory fsynced, so a blob is either absent or complete and durable.
 
-use super::{BlobMeta, BlobWriter, PutMode, PutOutcome, Storage};
+use super::{BlobMeta, BlobWriter, MappedBlob, PutMode, PutOutcome, Storage};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -73,6 +73,48 @@ impl LocalStorage {
         let f = Arc::new(f);
         m.insert(key.to_string(), f.clone());
         Ok(f)
+    }
+
+    /// Directory entries directly under `prefix` whose names start with its last part,
+    /// with their keys, sorted by key. Open files of blobs no longer listed (deleted by other
+    /// processes) are forgotten, so their space is freed.
+    fn entries(&self, prefix: &str) -> Result<Vec<(String, fs::DirEntry)>> {
+        let (dir, name_prefix) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        let d = self.root.join(dir);
+        let rd = match fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(d.display(), e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(d.display(), e))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(name_prefix) {
+                continue;
+            }
+            let key = if dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{dir}/{name}")
+            };
+            out.push((key, ent));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        let depth = if dir.is_empty() { 0 } else { dir.len() + 1 };
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| {
+                !k.starts_with(prefix)
+                    || k[depth..].contains('/')
+                    || out.binary_search_by(|b| b.0.as_str().cmp(k)).is_ok()
+            });
+        Ok(out)
     }
 
     fn new_tmp(&self) -> Result<(PathBuf, File)> {
@@ -222,41 +264,55 @@ impl Storage for LocalStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>> {
-        let (dir, name_prefix) = match prefix.rfind('/') {
-            Some(i) => (&prefix[..i], &prefix[i + 1..]),
-            None => ("", prefix),
-        };
-        let d = self.root.join(dir);
-        let rd = match fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(d.display(), e)),
-        };
         let mut out = Vec::new();
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io(d.display(), e))?;
-            let name = ent.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !name.starts_with(name_prefix) {
-                continue;
-            }
-            let meta = ent.metadata().map_err(|e| Error::io(d.display(), e))?;
+        for (key, ent) in self.entries(prefix)? {
+            let meta = match ent.metadata() {
+                Ok(m) => m,
+                // Deleted since the directory was read (a merge or gc in another process).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(self.root.join(&key).display(), e)),
+            };
             if !meta.is_file() {
                 continue;
             }
-            let key = if dir.is_empty() {
-                name.to_string()
-            } else {
-                format!("{dir}/{name}")
-            };
             out.push(BlobMeta {
                 key,
                 size: meta.len(),
                 modified: meta.modified().ok(),
             });
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (key, ent) in self.entries(prefix)? {
+            // The directory entry's type, without a stat where the file system records it.
+            match ent.file_type() {
+                Ok(t) if t.is_file() => out.push(key),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(self.root.join(&key).display(), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn map(&self, key: &str) -> Result<Option<MappedBlob>> {
+        let f = self.open_cached(key)?;
+        let len = f
+            .metadata()
+            .map_err(|e| Error::io(self.path(key).display(), e))?
+            .len();
+        if len == 0 {
+            return Ok(None);
+        }
+        // SAFETY: only immutable blobs are mapped (packs are written once under tmp/ and
+        // renamed into place, never modified or truncated afterwards; deleting one leaves an
+        // existing mapping valid). A file changed behind qstore's back is outside the format.
+        let m = unsafe { memmap2::Mmap::map(f.as_ref()) }
+            .map_err(|e| Error::io(self.path(key).display(), e))?;
+        Ok(Some(Arc::new(m) as MappedBlob))
     }
 
     fn delete(&self, key: &str) -> Result<()> {

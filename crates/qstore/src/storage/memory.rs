@@ -1,6 +1,6 @@
 //! [`MemoryStorage`]: blobs in a process-local map, for `memory://` repositories and tests.
 
-use super::{BlobMeta, BlobWriter, PutMode, PutOutcome, Storage};
+use super::{BlobMeta, BlobWriter, MappedBlob, PutMode, PutOutcome, Storage};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,10 @@ impl Storage for MemoryStorage {
                 modified: Some(v.1),
             })
             .collect())
+    }
+
+    fn map(&self, key: &str) -> Result<Option<MappedBlob>> {
+        Ok(Some(self.blob(key)? as MappedBlob))
     }
 
     fn delete(&self, key: &str) -> Result<()> {

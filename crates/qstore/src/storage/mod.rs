@@ -8,6 +8,10 @@ pub mod memory;
 
 use crate::error::Result;
 use std::fmt::Debug;
+use std::sync::Arc;
+
+/// A whole blob mapped into (or held in) memory, read without copying.
+pub type MappedBlob = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// How [`Storage::put`] treats an existing blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +61,18 @@ pub trait Storage: Send + Sync + Debug {
     fn size(&self, key: &str) -> Result<u64>;
     /// Blobs directly under a directory-like prefix such as `packs/`.
     fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>>;
+    /// The keys [`Storage::list`] would return, sorted, without sizes or times (cheaper
+    /// where the backend must ask for them one blob at a time).
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.list(prefix)?.into_iter().map(|b| b.key).collect())
+    }
     /// Delete a blob (missing is not an error).
     fn delete(&self, key: &str) -> Result<()>;
+    /// The whole blob in memory without copying it (a memory map of a local file), where the
+    /// backend can; `None` otherwise. Only for immutable blobs (packs).
+    fn map(&self, _key: &str) -> Result<Option<MappedBlob>> {
+        Ok(None)
+    }
     /// Number of files the backend uses on a file system, if it has one.
     fn file_count(&self) -> Option<u64> {
         None

@@ -1,0 +1,537 @@
+//! Reading stored objects: locating a record by id through the [`super::index::ObjectIndex`],
+//! reading and verifying it (chunks through the shared chunk cache; metadata checked against
+//! its id), tree nodes through a bounded node cache, and legacy (format version 1) directory
+//! trees, which are converted on read into the current tree ([`Repository::tree_root`]) by
+//! computing its nodes in memory. [`IoCounters`] count what a repository handle read and
+//! wrote, so tests and benchmarks can bound it.
+
+use super::Repository;
+use super::index::IndexedObject;
+use super::tree::{self, NodeSource};
+use crate::codec::decode;
+use crate::error::{Error, Result};
+use crate::format::manifest::{ChunkRef, Manifest};
+use crate::format::pack::Location;
+use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
+use crate::format::tree::{StateEntry, TreeNode};
+use crate::format::tree_v1::{LegacyNode, LegacyTree};
+use crate::format::{MetadataObject, ObjectKind, decode_object};
+use crate::id::ObjectId;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const METADATA_LIMIT: u64 = 1 << 30;
+/// Decoded tree nodes kept per repository handle.
+const NODE_CACHE_ENTRIES: usize = 16_384;
+
+/// What a repository handle has read and written since it was opened (or reset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoCounters {
+    /// Records read from storage (chunks and metadata; cache hits excluded).
+    pub objects_read: u64,
+    /// Tree nodes among them.
+    pub tree_nodes_read: u64,
+    /// Records appended to packs.
+    pub objects_written: u64,
+    /// Tree nodes among them.
+    pub tree_nodes_written: u64,
+    /// Packs written.
+    pub packs_written: u64,
+    /// Bytes of the packs written (headers, records, indexes and footers).
+    pub pack_bytes_written: u64,
+    /// Payload bytes of the chunk records among them (state data); the rest is metadata.
+    pub chunk_payload_bytes_written: u64,
+}
+
+impl IoCounters {
+    /// Pack bytes written that are not chunk payloads: tree nodes, manifests, commits and
+    /// the framing of every record and pack.
+    pub fn metadata_bytes_written(&self) -> u64 {
+        self.pack_bytes_written
+            .saturating_sub(self.chunk_payload_bytes_written)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    objects_read: AtomicU64,
+    tree_nodes_read: AtomicU64,
+    objects_written: AtomicU64,
+    tree_nodes_written: AtomicU64,
+    packs_written: AtomicU64,
+    pack_bytes_written: AtomicU64,
+    chunk_payload_bytes_written: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn record_written(&self, kind: ObjectKind, payload: u64) {
+        self.objects_written.fetch_add(1, Ordering::Relaxed);
+        match kind {
+            ObjectKind::Tree => {
+                self.tree_nodes_written.fetch_add(1, Ordering::Relaxed);
+            }
+            ObjectKind::Chunk => {
+                self.chunk_payload_bytes_written
+                    .fetch_add(payload, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn pack_written(&self, bytes: u64) {
+        self.packs_written.fetch_add(1, Ordering::Relaxed);
+        self.pack_bytes_written.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> IoCounters {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IoCounters {
+            objects_read: l(&self.objects_read),
+            tree_nodes_read: l(&self.tree_nodes_read),
+            objects_written: l(&self.objects_written),
+            tree_nodes_written: l(&self.tree_nodes_written),
+            packs_written: l(&self.packs_written),
+            pack_bytes_written: l(&self.pack_bytes_written),
+            chunk_payload_bytes_written: l(&self.chunk_payload_bytes_written),
+        }
+    }
+
+    fn reset(&self) {
+        for a in [
+            &self.objects_read,
+            &self.tree_nodes_read,
+            &self.objects_written,
+            &self.tree_nodes_written,
+            &self.packs_written,
+            &self.pack_bytes_written,
+            &self.chunk_payload_bytes_written,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Tree nodes of this handle: a bounded cache of stored ones, and the nodes computed from
+/// legacy trees (never stored unless a commit builds on them).
+#[derive(Default)]
+pub(crate) struct NodeCache {
+    stored: HashMap<ObjectId, Arc<TreeNode>>,
+    pub(crate) computed: HashMap<ObjectId, Arc<TreeNode>>,
+    /// Legacy root tree id -> root of the computed tree.
+    pub(crate) legacy_roots: HashMap<ObjectId, ObjectId>,
+}
+
+impl NodeCache {
+    pub(crate) fn clear_stored(&mut self) {
+        self.stored.clear();
+    }
+}
+
+impl Repository {
+    /// What this handle has read and written so far.
+    pub fn io_counters(&self) -> IoCounters {
+        self.inner.counters.snapshot()
+    }
+
+    /// Start counting from zero.
+    pub fn reset_io_counters(&self) {
+        self.inner.counters.reset()
+    }
+
+    /// Drop every decoded tree node held by this handle (the next reads go to storage).
+    pub fn clear_node_cache(&self) {
+        self.inner
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear_stored();
+    }
+
+    pub(crate) fn has_object(&self, id: &ObjectId) -> bool {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some()
+    }
+
+    pub(crate) fn locate(&self, id: &ObjectId, kind: ObjectKind) -> Result<IndexedObject> {
+        let found = self
+            .inner
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id);
+        let found = match found {
+            Some(f) => Some(f),
+            None => {
+                self.refresh_index()?;
+                let mut idx = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
+                match idx.get(id) {
+                    Some(f) => Some(f),
+                    // Not found anywhere: make sure no unchecked index is hiding it.
+                    None if idx.verify_unverified(self.storage()) => idx.get(id),
+                    None => None,
+                }
+            }
+        };
+        let o = found.ok_or_else(|| Error::ObjectMissing {
+            id: id.to_hex(),
+            kind: kind.name(),
+            context: String::new(),
+        })?;
+        if o.entry.kind != kind {
+            return Err(Error::corrupt(
+                format!("{} {}", kind.name(), id.short()),
+                format!("the index lists it as a {}", o.entry.kind.name()),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// Read and verify the record at `loc`, decoding it into `out` (whose length is the
+    /// expected raw length). `what` names the object in errors.
+    pub(crate) fn read_record(
+        &self,
+        loc: &Location,
+        id: &ObjectId,
+        kind: ObjectKind,
+        out: &mut [u8],
+        what: &dyn Fn() -> String,
+    ) -> Result<RecordHeader> {
+        self.inner
+            .counters
+            .objects_read
+            .fetch_add(1, Ordering::Relaxed);
+        let key = loc.pack.key();
+        let mut hb = [0u8; RECORD_HEADER_LEN];
+        self.storage()
+            .read_at(&key, loc.offset, &mut hb)
+            .map_err(|e| match e {
+                Error::BlobNotFound(_) => Error::ObjectMissing {
+                    id: id.to_hex(),
+                    kind: kind.name(),
+                    context: format!(" (pack {} is gone)", loc.pack),
+                },
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
+                }
+                e => e,
+            })?;
+        if hb[..4] == crate::format::record::RECORD_MAGIC
+            && let Some(k) = ObjectKind::from_u8(hb[4])
+            && hb[5] > k.newest_version()
+        {
+            return Err(Error::UnsupportedVersion {
+                what: what(),
+                version: hb[5] as u32,
+                supported: k.newest_version() as u32,
+            });
+        }
+        let h = RecordHeader::decode(&hb).map_err(|d| Error::corrupt(what(), d))?;
+        if h.id != *id
+            || h.kind != kind
+            || h.payload_len != loc.payload_len
+            || h.raw_len != out.len() as u64
+        {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "record header at pack {} offset {} does not match",
+                    loc.pack, loc.offset
+                ),
+            ));
+        }
+        let payload_at = loc.offset + RECORD_HEADER_LEN as u64;
+        let read_err = |e: Error| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
+            }
+            e => e,
+        };
+        if h.codec == crate::codec::Codec::Raw {
+            self.storage()
+                .read_at(&key, payload_at, out)
+                .map_err(read_err)?;
+        } else {
+            if h.payload_len > h.raw_len.saturating_mul(2) + 1024 {
+                return Err(Error::corrupt(
+                    what(),
+                    "payload larger than any codec produces",
+                ));
+            }
+            let mut payload = vec![0u8; h.payload_len as usize];
+            self.storage()
+                .read_at(&key, payload_at, &mut payload)
+                .map_err(read_err)?;
+            decode(h.codec, h.elem as usize, &payload, out)
+                .map_err(|d| Error::corrupt(what(), d))?;
+        }
+        Ok(h)
+    }
+
+    /// Read a chunk through the cache; `keep` says whether a miss is added to it (a large
+    /// sequential read would only evict everything else).
+    pub(crate) fn read_chunk_cached(&self, c: &ChunkRef, out: &mut [u8], keep: bool) -> Result<()> {
+        let ChunkRef::Stored { id, .. } = c else {
+            out.fill(0);
+            return Ok(());
+        };
+        if self.inner.cache.get_into(id, out) {
+            return Ok(());
+        }
+        self.read_chunk_uncached(c, out)?;
+        if keep {
+            self.inner.cache.insert(*id, out);
+        }
+        Ok(())
+    }
+
+    /// The chunk cache (capacity, hits, misses).
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Set the chunk cache's capacity in bytes (0 turns it off). The default is 64 MiB, or
+    /// `QSTORE_CACHE_BYTES` when set.
+    pub fn set_cache_bytes(&self, bytes: u64) {
+        self.inner.cache.set_capacity(bytes);
+    }
+
+    /// Drop every cached chunk.
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Read, verify and decode a chunk from storage, bypassing the cache (fsck uses this).
+    pub(crate) fn read_chunk_uncached(&self, c: &ChunkRef, out: &mut [u8]) -> Result<()> {
+        match c {
+            ChunkRef::Zero => {
+                out.fill(0);
+                Ok(())
+            }
+            ChunkRef::Stored { id, location, .. } => {
+                let what = || {
+                    format!(
+                        "chunk {} (pack {} offset {})",
+                        id.short(),
+                        location.pack,
+                        location.offset
+                    )
+                };
+                match self.read_record(location, id, ObjectKind::Chunk, out, &what) {
+                    Ok(_) => {}
+                    // The pack was merged or rewritten: the id is the truth, the location a
+                    // hint.
+                    Err(Error::ObjectMissing { .. }) => return self.read_chunk_by_id(id, out),
+                    Err(e) => return Err(e),
+                }
+                if ObjectId::of_chunk(out) != *id {
+                    return Err(Error::corrupt(
+                        what(),
+                        "hash mismatch: the stored bytes are damaged",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Read a chunk found by id in the index, resynchronised if stale (after its pack was
+    /// merged or rewritten).
+    pub(crate) fn read_chunk_by_id(&self, id: &ObjectId, out: &mut [u8]) -> Result<()> {
+        let what = |o: &IndexedObject| {
+            format!(
+                "chunk {} (pack {} offset {})",
+                id.short(),
+                o.pack,
+                o.entry.offset
+            )
+        };
+        let mut o = self.locate(id, ObjectKind::Chunk)?;
+        match self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o)) {
+            Ok(_) => {}
+            Err(Error::ObjectMissing { .. }) => {
+                self.refresh_index()?;
+                o = self.locate(id, ObjectKind::Chunk)?;
+                self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o))?;
+            }
+            Err(e) => return Err(e),
+        }
+        if ObjectId::of_chunk(out) != *id {
+            return Err(Error::corrupt(
+                what(&o),
+                "hash mismatch: the stored bytes are damaged",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The version and body of metadata object `id` of `kind` (the body not yet decoded, its
+    /// id not yet checked).
+    fn read_body(&self, id: &ObjectId, kind: ObjectKind) -> Result<(u8, Vec<u8>)> {
+        let once = || -> Result<(u8, Vec<u8>)> {
+            let o = self.locate(id, kind)?;
+            let what = || format!("{} {}", kind.name(), id.short());
+            if o.entry.raw_len > METADATA_LIMIT {
+                return Err(Error::corrupt(what(), "implausibly large"));
+            }
+            let mut body = vec![0u8; o.entry.raw_len as usize];
+            let h = self.read_record(&o.location(), id, kind, &mut body, &what)?;
+            Ok((h.version, body))
+        };
+        match once() {
+            Err(Error::ObjectMissing { .. }) => {
+                // Another process may have merged or rewritten the pack: resynchronise once.
+                self.refresh_index()?;
+                once()
+            }
+            r => r,
+        }
+    }
+
+    pub(crate) fn read_metadata<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
+        let (version, body) = self.read_body(id, T::KIND)?;
+        decode_object::<T>(id, version, &body)
+    }
+
+    /// A commit by id.
+    pub fn commit(&self, id: &ObjectId) -> Result<crate::format::commit::Commit> {
+        self.read_metadata(id)
+    }
+
+    /// A manifest by id.
+    pub fn manifest(&self, id: &ObjectId) -> Result<Manifest> {
+        self.read_metadata(id)
+    }
+
+    /// A node of the path tree by id (cached: nodes are immutable).
+    pub fn tree_node(&self, id: &ObjectId) -> Result<Arc<TreeNode>> {
+        {
+            let c = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = c.stored.get(id).or_else(|| c.computed.get(id)) {
+                return Ok(n.clone());
+            }
+        }
+        let (version, body) = self.read_body(id, ObjectKind::Tree)?;
+        if version == LegacyTree::VERSION {
+            return Err(Error::corrupt(
+                format!("tree {}", id.short()),
+                "a version-1 directory tree where a tree node was expected",
+            ));
+        }
+        let n = Arc::new(decode_object::<TreeNode>(id, version, &body)?);
+        self.inner
+            .counters
+            .tree_nodes_read
+            .fetch_add(1, Ordering::Relaxed);
+        let mut c = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if c.stored.len() >= NODE_CACHE_ENTRIES {
+            c.stored.clear();
+        }
+        c.stored.insert(*id, n.clone());
+        Ok(n)
+    }
+
+    /// The root node id of a commit's tree. A version-1 directory tree is converted: its
+    /// states are listed and the current tree is computed in memory (not stored).
+    pub fn tree_root(&self, tree: &ObjectId) -> Result<ObjectId> {
+        {
+            let c = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = c.legacy_roots.get(tree) {
+                return Ok(*r);
+            }
+            if c.stored.contains_key(tree) || c.computed.contains_key(tree) {
+                return Ok(*tree);
+            }
+        }
+        let (version, body) = self.read_body(tree, ObjectKind::Tree)?;
+        if version != LegacyTree::VERSION {
+            let n = Arc::new(decode_object::<TreeNode>(tree, version, &body)?);
+            self.inner
+                .counters
+                .tree_nodes_read
+                .fetch_add(1, Ordering::Relaxed);
+            let mut c = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            c.stored.insert(*tree, n);
+            return Ok(*tree);
+        }
+        let mut states = Vec::new();
+        self.walk_legacy(tree, "", &mut |_| Ok(true), &mut |p, e| {
+            states.push((p.to_string(), e.clone()));
+            Ok(())
+        })?;
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut computed = tree::MemoryNodes::default();
+        let root = tree::build(self, &mut computed, states)?;
+        let mut c = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        c.computed.extend(computed.nodes);
+        c.legacy_roots.insert(*tree, root);
+        Ok(root)
+    }
+
+    /// Visit a version-1 directory tree: `on_tree` for every legacy tree id (this one
+    /// first; it returns false to skip that subtree), `on_state` for every state with its
+    /// full path.
+    pub(crate) fn walk_legacy(
+        &self,
+        id: &ObjectId,
+        base: &str,
+        on_tree: &mut dyn FnMut(&ObjectId) -> Result<bool>,
+        on_state: &mut dyn FnMut(&str, &StateEntry) -> Result<()>,
+    ) -> Result<()> {
+        if !on_tree(id)? {
+            return Ok(());
+        }
+        let t: LegacyTree = self.read_metadata(id)?;
+        for e in t.entries {
+            let p = format!("{base}{}", e.name);
+            match e.node {
+                LegacyNode::State(s) => {
+                    let cur = s
+                        .into_current()
+                        .map_err(|d| Error::corrupt(format!("tree {}", id.short()), d))?;
+                    on_state(&p, &cur)?
+                }
+                LegacyNode::Tree(sub) => {
+                    self.walk_legacy(&sub, &format!("{p}/"), on_tree, on_state)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when tree object `id` is a version-1 directory tree.
+    pub(crate) fn is_legacy_tree(&self, id: &ObjectId) -> Result<bool> {
+        {
+            let c = self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            if c.legacy_roots.contains_key(id) {
+                return Ok(true);
+            }
+            if c.stored.contains_key(id) {
+                return Ok(false);
+            }
+        }
+        Ok(self.locate(id, ObjectKind::Tree)?.entry.version == LegacyTree::VERSION)
+    }
+
+    /// Nodes computed from legacy trees (not stored), for commits that build on them.
+    pub(crate) fn computed_node(&self, id: &ObjectId) -> Option<Arc<TreeNode>> {
+        self.inner
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .computed
+            .get(id)
+            .cloned()
+    }
+}
+
+impl NodeSource for Repository {
+    fn node(&self, id: &ObjectId) -> Result<Arc<TreeNode>> {
+        self.tree_node(id)
+    }
+}
