@@ -24,7 +24,13 @@ fn amps(i: u64) -> Vec<u8> {
     encode(&v, DType::Complex128)
 }
 
-fn repo_at(dir: &tempfile::TempDir, cfg: RepoConfig) -> Repository {
+/// A repository in `dir` with 4 KiB chunks and `merge_threshold`.
+fn repo_at(dir: &tempfile::TempDir, merge_threshold: u32) -> Repository {
+    let cfg = RepoConfig {
+        chunk_size: 4096,
+        merge_threshold,
+        ..Default::default()
+    };
     Repository::init(dir.path().join("repo").to_str().unwrap(), cfg).unwrap()
 }
 
@@ -77,13 +83,7 @@ fn depth(repo: &Repository) -> u64 {
 #[test]
 fn a_one_path_commit_reads_and_writes_log_n_objects_at_every_size() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo_at(
-        &dir,
-        RepoConfig {
-            chunk_size: 4096,
-            ..Default::default()
-        },
-    );
+    let repo = repo_at(&dir, 16);
     let mut rows = Vec::new();
     let mut filled = 0;
     for n in [1_000u64, 10_000, 100_000] {
@@ -125,13 +125,7 @@ fn a_one_path_commit_reads_and_writes_log_n_objects_at_every_size() {
 #[test]
 fn reading_one_path_reads_one_node_per_level() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo_at(
-        &dir,
-        RepoConfig {
-            chunk_size: 4096,
-            ..Default::default()
-        },
-    );
+    let repo = repo_at(&dir, 16);
     fill(&repo, 0, 20_000, 20_000);
     let old = repo.branch_head("main").unwrap();
     fill(&repo, 20_000, 30_000, 5_000);
@@ -155,13 +149,7 @@ fn reading_one_path_reads_one_node_per_level() {
 #[test]
 fn ls_and_diff_skip_unchanged_subtrees() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo_at(
-        &dir,
-        RepoConfig {
-            chunk_size: 4096,
-            ..Default::default()
-        },
-    );
+    let repo = repo_at(&dir, 16);
     fill(&repo, 0, 20_000, 20_000);
     let mut tx = repo.transaction("main").unwrap();
     tx.put("other/a", &amp_info(), &amps(1), &PutOptions::default())
@@ -199,14 +187,7 @@ fn ls_and_diff_skip_unchanged_subtrees() {
 #[test]
 fn thousands_of_commits_stay_a_handful_of_files_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo_at(
-        &dir,
-        RepoConfig {
-            chunk_size: 4096,
-            merge_threshold: 8,
-            ..Default::default()
-        },
-    );
+    let repo = repo_at(&dir, 8);
     let n = 5_000u64;
     for k in 0..n {
         let mut tx = repo.transaction("main").unwrap();
@@ -282,14 +263,7 @@ fn thousands_of_commits_stay_a_handful_of_files_and_read_back() {
 #[test]
 fn repack_merges_small_packs_and_readers_with_old_locations_follow() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo_at(
-        &dir,
-        RepoConfig {
-            chunk_size: 1024,
-            merge_threshold: 0,
-            ..Default::default()
-        },
-    );
+    let repo = repo_at(&dir, 0);
     let mut states = Vec::new();
     for k in 0..40u64 {
         let mut v = vec![0u8; 8 << 10];

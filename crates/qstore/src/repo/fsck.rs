@@ -145,31 +145,13 @@ impl Walk<'_> {
 
     /// Check a version-1 directory tree.
     fn legacy_tree(&mut self, root: &ObjectId, commit: &ObjectId) {
-        let repo = self.repo;
-        let mut states = Vec::new();
-        let mut trees = Vec::new();
-        let seen = &self.trees;
-        let res = repo.walk_legacy(
-            root,
-            "",
-            &mut |t| {
-                let fresh = !seen.contains(t) && !trees.contains(t);
-                if fresh {
-                    trees.push(*t);
-                }
-                Ok(fresh)
-            },
-            &mut |p, e| {
-                states.push((p.to_string(), e.manifest));
-                Ok(())
-            },
-        );
-        self.report.trees += trees.len() as u64;
-        self.trees.extend(trees);
-        if let Err(e) = res {
+        let w = self.repo.walk_legacy_unseen(root, &self.trees);
+        self.report.trees += w.trees.len() as u64;
+        self.trees.extend(w.trees);
+        if let Some(e) = w.error {
             self.tree_problem(root, "", commit, &e);
         }
-        for (p, m) in states {
+        for (p, m) in w.states {
             self.state(&m, &p, commit);
         }
     }

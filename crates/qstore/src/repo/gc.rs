@@ -92,25 +92,12 @@ fn mark_tree(
         return Ok(());
     }
     if repo.is_legacy_tree(tree)? {
-        let mut trees = Vec::new();
-        let mut manifests = Vec::new();
-        repo.walk_legacy(
-            tree,
-            "",
-            &mut |t| {
-                let fresh = !live.contains(t) && !trees.contains(t);
-                if fresh {
-                    trees.push(*t);
-                }
-                Ok(fresh)
-            },
-            &mut |_, e| {
-                manifests.push(e.manifest);
-                Ok(())
-            },
-        )?;
-        live.extend(trees);
-        for m in manifests {
+        let w = repo.walk_legacy_unseen(tree, live);
+        if let Some(e) = w.error {
+            return Err(e);
+        }
+        live.extend(w.trees);
+        for (_, m) in w.states {
             mark_manifest(repo, &m, live)?;
         }
         return Ok(());

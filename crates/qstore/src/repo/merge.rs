@@ -94,16 +94,7 @@ enum MergeGuard<'a> {
 impl Repository {
     /// Take the merge lock without waiting: `None` when another merge is running.
     fn try_merge_lock(&self) -> Result<Option<MergeGuard<'_>>> {
-        if let Some(root) = self.local_root() {
-            let dir = root.join("locks");
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-            let p = dir.join("merge");
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&p)
-                .map_err(|e| Error::io(p.display(), e))?;
+        if let Some((p, f)) = self.lock_file("merge")? {
             return match f.try_lock() {
                 Ok(()) => Ok(Some(MergeGuard::File(f))),
                 Err(std::fs::TryLockError::WouldBlock) => Ok(None),

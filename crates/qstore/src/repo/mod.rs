@@ -369,21 +369,30 @@ impl Repository {
     /// `gc`, so objects are never deleted while a transaction may still refer to them. The
     /// lock is released when the file is dropped (or the process dies).
     pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<Option<std::fs::File>> {
+        let Some((p, f)) = self.lock_file("gc")? else {
+            return Ok(None);
+        };
+        if exclusive { f.lock() } else { f.lock_shared() }
+            .map_err(|e| Error::io(p.display(), e))?;
+        Ok(Some(f))
+    }
+
+    /// The lock file `locks/NAME` of a local repository (created if missing), not yet
+    /// locked; `None` for a repository without a directory.
+    pub(crate) fn lock_file(&self, name: &str) -> Result<Option<(PathBuf, std::fs::File)>> {
         let Some(root) = &self.inner.local_root else {
             return Ok(None);
         };
         let dir = root.join("locks");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let p = dir.join("gc");
+        let p = dir.join(name);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&p)
             .map_err(|e| Error::io(p.display(), e))?;
-        if exclusive { f.lock() } else { f.lock_shared() }
-            .map_err(|e| Error::io(p.display(), e))?;
-        Ok(Some(f))
+        Ok(Some((p, f)))
     }
 
     fn read_generation(&self) -> Result<u64> {

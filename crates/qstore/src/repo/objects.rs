@@ -504,6 +504,39 @@ impl Repository {
         Ok(())
     }
 
+    /// Walk a version-1 directory tree, skipping the subtrees whose ids are in `known`:
+    /// the legacy tree ids met (not in `known`), every state's path and manifest, and the
+    /// error that stopped the walk, if any (what was found before it is kept).
+    pub(crate) fn walk_legacy_unseen(
+        &self,
+        root: &ObjectId,
+        known: &std::collections::HashSet<ObjectId>,
+    ) -> LegacyWalk {
+        let (mut trees, mut states) = (Vec::new(), Vec::new());
+        let error = self
+            .walk_legacy(
+                root,
+                "",
+                &mut |t| {
+                    let fresh = !known.contains(t) && !trees.contains(t);
+                    if fresh {
+                        trees.push(*t);
+                    }
+                    Ok(fresh)
+                },
+                &mut |p, e| {
+                    states.push((p.to_string(), e.manifest));
+                    Ok(())
+                },
+            )
+            .err();
+        LegacyWalk {
+            trees,
+            states,
+            error,
+        }
+    }
+
     /// True when tree object `id` is a version-1 directory tree.
     pub(crate) fn is_legacy_tree(&self, id: &ObjectId) -> Result<bool> {
         {
@@ -528,6 +561,14 @@ impl Repository {
             .get(id)
             .cloned()
     }
+}
+
+/// What [`Repository::walk_legacy_unseen`] found.
+pub(crate) struct LegacyWalk {
+    pub trees: Vec<ObjectId>,
+    /// (path, manifest) of every state.
+    pub states: Vec<(String, ObjectId)>,
+    pub error: Option<Error>,
 }
 
 impl NodeSource for Repository {

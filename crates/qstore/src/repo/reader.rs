@@ -177,6 +177,21 @@ impl StateReader {
         Ok(i)
     }
 
+    /// The whole encoded stream (a sparse state's), within the materialise limit.
+    fn read_whole_stream(&mut self) -> Result<Vec<u8>> {
+        let limit = self.repo.materialise_limit();
+        if self.entry.stream_len > limit {
+            return Err(Error::TooLargeToMaterialise {
+                path: Some(self.path.clone()),
+                bytes: self.entry.stream_len as u128,
+                limit,
+            });
+        }
+        let mut stream = vec![0u8; self.entry.stream_len as usize];
+        self.read_stream(0, &mut stream)?;
+        Ok(stream)
+    }
+
     /// Refuse an operation that needs 64-bit basis indices on a state of more than
     /// [`MAX_QUBITS`](crate::format::tree::MAX_QUBITS) qubits.
     fn require_narrow(&self, what: &str) -> Result<()> {
@@ -211,16 +226,7 @@ impl StateReader {
                 values,
             });
         }
-        let limit = self.repo.materialise_limit();
-        if self.entry.stream_len > limit {
-            return Err(Error::TooLargeToMaterialise {
-                path: Some(self.path.clone()),
-                bytes: self.entry.stream_len as u128,
-                limit,
-            });
-        }
-        let mut stream = vec![0u8; self.entry.stream_len as usize];
-        self.read_stream(0, &mut stream)?;
+        let stream = self.read_whole_stream()?;
         decode_wide(
             &stream,
             self.entry.nnz,
@@ -416,17 +422,8 @@ impl StateReader {
         self.require_narrow("read_sparse")?;
         let item = self.entry.dtype.item_size();
         if self.entry.encoding == Encoding::Sparse {
-            let limit = self.repo.materialise_limit();
-            if self.entry.stream_len > limit {
-                return Err(Error::TooLargeToMaterialise {
-                    path: Some(self.path.clone()),
-                    bytes: self.entry.stream_len as u128,
-                    limit,
-                });
-            }
             let nnz = self.entry.nnz;
-            let mut stream = vec![0u8; self.entry.stream_len as usize];
-            self.read_stream(0, &mut stream)?;
+            let stream = self.read_whole_stream()?;
             return crate::state::sparse::decode(&stream, nnz, item, self.entry.elements())
                 .map_err(|d| self.corrupt_stream(d));
         }

@@ -837,6 +837,22 @@ mod tests {
         }
     }
 
+    /// Edit the tree `root` held in `m`, keeping old and new nodes in `m`.
+    fn apply(
+        m: &mut MemoryNodes,
+        root: &ObjectId,
+        edits: BTreeMap<String, Option<StateEntry>>,
+    ) -> ObjectId {
+        let src = std::mem::take(m);
+        let mut sink = MemoryNodes {
+            nodes: src.nodes.clone(),
+            puts: 0,
+        };
+        let r = edit(&src, &mut sink, root, edits).unwrap();
+        *m = sink;
+        r
+    }
+
     fn built(states: &BTreeMap<String, StateEntry>) -> (MemoryNodes, ObjectId) {
         let mut m = MemoryNodes::default();
         let src = MemoryNodes::default();
@@ -871,10 +887,7 @@ mod tests {
                         None => { model.remove(k); }
                     }
                 }
-                let src = std::mem::take(&mut m);
-                let mut sink = MemoryNodes { nodes: src.nodes.clone(), puts: 0 };
-                root = edit(&src, &mut sink, &root, edits).unwrap();
-                m = sink;
+                root = apply(&mut m, &root, edits);
                 let got = check(&m, &root);
                 prop_assert_eq!(got.len(), model.len());
                 prop_assert!(got.iter().zip(model.iter()).all(|(a, b)| a.0 == *b.0 && a.1 == *b.1));
@@ -908,10 +921,7 @@ mod tests {
                         None => { model.remove(k); }
                     }
                 }
-                let src = std::mem::take(&mut m);
-                let mut sink = MemoryNodes { nodes: src.nodes.clone(), puts: 0 };
-                root = edit(&src, &mut sink, &root, edits).unwrap();
-                m = sink;
+                root = apply(&mut m, &root, edits);
                 prop_assert_eq!(check(&m, &root).len(), model.len());
                 prop_assert_eq!(root, built(&model).1);
             }
@@ -974,14 +984,9 @@ mod tests {
     fn deleting_everything_gives_the_empty_tree() {
         let states: BTreeMap<String, StateEntry> =
             (0..500u64).map(|i| (key(i), entry(i))).collect();
-        let (m, root) = built(&states);
-        let mut sink = MemoryNodes {
-            nodes: m.nodes.clone(),
-            puts: 0,
-        };
+        let (mut m, root) = built(&states);
         let edits = states.keys().map(|k| (k.clone(), None)).collect();
-        let r = edit(&m, &mut sink, &root, edits).unwrap();
-        assert_eq!(r, node_id(&empty()));
+        assert_eq!(apply(&mut m, &root, edits), node_id(&empty()));
     }
 
     #[test]

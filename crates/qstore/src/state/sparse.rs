@@ -27,21 +27,25 @@ pub fn stream_len(nnz: u64, item: usize) -> u64 {
     nnz * (8 + item as u64)
 }
 
+/// Check the dtype and qubit count of a sparse input (at most `max_qubits`).
+fn check_kind(dtype: DType, n_qubits: u32, max_qubits: u32) -> Result<()> {
+    if !dtype.is_complex() {
+        return Err(Error::invalid_state(format!(
+            "sparse amplitudes must be complex64 or complex128, got {dtype}"
+        )));
+    }
+    if n_qubits == 0 || n_qubits > max_qubits {
+        return Err(Error::invalid_state(format!(
+            "a sparse state vector has 1..={max_qubits} qubits, got {n_qubits}"
+        )));
+    }
+    Ok(())
+}
+
 /// Validate a sparse input and return its indices and values sorted by index.
 pub fn prepare(input: &SparseInput<'_>) -> Result<(Vec<u64>, Vec<u8>)> {
     let item = input.dtype.item_size();
-    if !input.dtype.is_complex() {
-        return Err(Error::invalid_state(format!(
-            "sparse amplitudes must be complex64 or complex128, got {}",
-            input.dtype
-        )));
-    }
-    if input.n_qubits == 0 || input.n_qubits > MAX_QUBITS {
-        return Err(Error::invalid_state(format!(
-            "a sparse state vector has 1..={MAX_QUBITS} qubits, got {}",
-            input.n_qubits
-        )));
-    }
+    check_kind(input.dtype, input.n_qubits, MAX_QUBITS)?;
     if input.values.len() != input.indices.len() * item {
         return Err(Error::invalid_state(format!(
             "{} indices need {} bytes of {} amplitudes, got {}",
@@ -197,18 +201,7 @@ fn wide_in_range(w: &[u64], n: u32) -> bool {
 /// Validate a wide sparse input and return its indices (words) and values sorted by index.
 pub fn prepare_wide(input: &WideSparseInput<'_>) -> Result<(Vec<u64>, Vec<u8>)> {
     let item = input.dtype.item_size();
-    if !input.dtype.is_complex() {
-        return Err(Error::invalid_state(format!(
-            "sparse amplitudes must be complex64 or complex128, got {}",
-            input.dtype
-        )));
-    }
-    if input.n_qubits == 0 || input.n_qubits > MAX_SPARSE_QUBITS {
-        return Err(Error::invalid_state(format!(
-            "a sparse state vector has 1..={MAX_SPARSE_QUBITS} qubits, got {}",
-            input.n_qubits
-        )));
-    }
+    check_kind(input.dtype, input.n_qubits, MAX_SPARSE_QUBITS)?;
     let words = index_words(input.n_qubits);
     if !input.indices.len().is_multiple_of(words) {
         return Err(Error::invalid_state(format!(
