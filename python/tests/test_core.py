@@ -312,3 +312,39 @@ def test_maintenance_reports(repo):
     assert r["dry_run"] is True
     repo.set_cache_bytes("16MiB")
     repo.clear_cache()
+
+
+def test_many_small_commits_stay_few_files_and_repack(repo):
+    v = np.zeros(16, dtype=complex)
+    for k in range(300):
+        v[:] = 0
+        v[0], v[1 + k % 15] = 1, 1e-3 * (k + 1)
+        repo.put(f"traj/t{k:03}", v)
+    s = repo.stats()
+    assert s["format_version"] == 2 and len(s["repository_id"]) == 36
+    assert s["files"] < 40 and s["packs"] < 20, s
+    r = repo.repack()
+    assert r["packs_after"] <= 2, r
+    assert len(repo.ls("traj")) == 300
+    assert repo.get("traj/t123")[1 + 123 % 15] == 1e-3 * 124
+    assert repo.fsck(full=True)["problems"] == []
+
+
+def test_a_version_1_repository_reads_refuses_changes_and_upgrades(tmp_path):
+    import shutil
+
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "qstore", "tests",
+                       "fixtures", "v1", "repo")
+    dest = tmp_path / "old"
+    shutil.copytree(src, dest)
+    old = qstore.open(dest, create=False)
+    assert old.get("runs/a/psi").shape == (64,)
+    with pytest.raises(qstore.InvalidState, match="qstore upgrade"):
+        old.put("new", np.array([1, 0], dtype=complex))
+    r = qstore.upgrade(dest)
+    assert (r["from_version"], r["to_version"], r["changed"]) == (1, 2, True)
+    new = qstore.open(dest, create=False)
+    new.put("new", np.array([1, 0], dtype=complex))
+    log = new.log()
+    assert len(log) == 5 and log[1].message == "drop ghz"
+    assert same_bytes(new.get("runs/a/psi", ref="v1"), old.get("runs/a/psi", ref="v1"))
