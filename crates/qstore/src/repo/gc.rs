@@ -210,7 +210,7 @@ impl Repository {
                 self.bump_generation()?;
                 self.reload_index()?;
             }
-            report.packs_merged = self.repack_locked(true)?.packs_merged;
+            report.packs_merged = self.repack_locked(false)?.packs_merged;
         }
         report.packs_after = self.storage().list("packs/")?.len() as u64;
         Ok(report)

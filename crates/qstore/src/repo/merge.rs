@@ -9,7 +9,7 @@
 //! grow geometrically, so a byte is copied O(log n) times over a repository's life, one
 //! automatic merge copies at most `merge_pack_bytes`, and the small packs left after a merge
 //! number at most about log2 of their size range. [`Repository::repack`] (`qstore repack`)
-//! merges every pack smaller than `merge_pack_bytes` at once, `repack --all` and `gc` every
+//! and `gc` merge every pack smaller than `merge_pack_bytes` at once, `repack --all` every
 //! pack smaller than the pack size target.
 //!
 //! A merge copies, then deletes: every record of the source packs (live or not, one copy of
