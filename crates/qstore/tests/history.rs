@@ -229,7 +229,7 @@ fn thousands_of_commits_stay_a_handful_of_files_and_read_back() {
     for (k, (p, _)) in all.iter().enumerate() {
         assert_eq!(p, &format!("traj/t{k:05}"));
     }
-    for k in (0..n).step_by(97) {
+    for k in 0..n {
         assert_eq!(
             fresh
                 .reader("main", &format!("traj/t{k:05}"))
