@@ -18,10 +18,8 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use serde::{Serialize, de::DeserializeOwned};
 
-/// The newest object format version this build reads (tree nodes are version 2; chunks,
-/// manifests and commits are still version 1). Each [`MetadataObject`] names its own.
-pub const OBJECT_VERSION: u8 = 2;
-/// The format version of chunk records.
+/// The format version of chunk records. Each [`MetadataObject`] names its own version, and
+/// [`ObjectKind::newest_version`] the newest this build reads of each kind.
 pub const CHUNK_VERSION: u8 = 1;
 
 /// The kind of a stored object. The numeric values are part of the on-disk format.

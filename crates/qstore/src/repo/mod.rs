@@ -142,17 +142,8 @@ pub(crate) fn now_ms() -> i64 {
 impl Repository {
     /// Create a repository at `address` with `config`, with an empty first commit on `main`.
     /// A fresh repository id is assigned when the config has none.
-    pub fn init(address: &str, mut config: RepoConfig) -> Result<Self> {
+    pub fn init(address: &str, config: RepoConfig) -> Result<Self> {
         config.check()?;
-        if config.format_version != crate::format::config::REPO_FORMAT_VERSION {
-            return Err(Error::InvalidArgument(format!(
-                "this build creates repositories of format version {} only",
-                crate::format::config::REPO_FORMAT_VERSION
-            )));
-        }
-        if config.repository_id.is_empty() {
-            config.repository_id = new_repository_id();
-        }
         let (storage, refs) = match Address::parse(address)? {
             Address::Memory(name) => {
                 let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
@@ -182,6 +173,13 @@ impl Repository {
         refs: Arc<dyn RefStore>,
         mut config: RepoConfig,
     ) -> Result<Self> {
+        config.check()?;
+        if config.format_version != crate::format::config::REPO_FORMAT_VERSION {
+            return Err(Error::InvalidArgument(format!(
+                "this build creates repositories of format version {} only",
+                crate::format::config::REPO_FORMAT_VERSION
+            )));
+        }
         if config.repository_id.is_empty() {
             config.repository_id = new_repository_id();
         }
@@ -582,14 +580,7 @@ impl Repository {
 
     /// True when `commit` holds states below `path` (`path` is a directory).
     pub fn is_dir(&self, commit: &ObjectId, path: &StatePath) -> Result<bool> {
-        let root = self.root_of(commit)?;
-        let (lo, hi) = tree::dir_range(path.as_str());
-        let mut found = false;
-        tree::scan(self, &root, &lo, Some(&hi), &mut |_, _| {
-            found = true;
-            false
-        })?;
-        Ok(found)
+        tree::has_below(self, &self.root_of(commit)?, path.as_str())
     }
 
     /// The state at `path` in the commit `spec` resolves to.

@@ -513,12 +513,13 @@ impl Repository {
         known: &std::collections::HashSet<ObjectId>,
     ) -> LegacyWalk {
         let (mut trees, mut states) = (Vec::new(), Vec::new());
+        let mut met = std::collections::HashSet::new();
         let error = self
             .walk_legacy(
                 root,
                 "",
                 &mut |t| {
-                    let fresh = !known.contains(t) && !trees.contains(t);
+                    let fresh = !known.contains(t) && met.insert(*t);
                     if fresh {
                         trees.push(*t);
                     }

@@ -342,15 +342,6 @@ fn apply_changes(
     }
     let mut is_state: HashMap<String, bool> = HashMap::new();
     let mut edits: BTreeMap<String, Option<StateEntry>> = BTreeMap::new();
-    let in_dir = |p: &str| -> Result<Vec<String>> {
-        let (lo, hi) = tree::dir_range(p);
-        let mut keys = Vec::new();
-        tree::scan(repo, root, &lo, Some(&hi), &mut |k, _| {
-            keys.push(k.to_string());
-            true
-        })?;
-        Ok(keys)
-    };
     for (p, e) in changes {
         match e {
             Some(entry) => {
@@ -370,13 +361,7 @@ fn apply_changes(
                         });
                     }
                 }
-                let (lo, hi) = tree::dir_range(p.as_str());
-                let mut below = false;
-                tree::scan(repo, root, &lo, Some(&hi), &mut |_, _| {
-                    below = true;
-                    false
-                })?;
-                if below {
+                if tree::has_below(repo, root, p.as_str())? {
                     return Err(Error::InvalidPath {
                         path: p.to_string(),
                         reason: "it is a directory; delete it first".into(),
@@ -389,7 +374,7 @@ fn apply_changes(
                     edits.insert(p.to_string(), None);
                     continue;
                 }
-                let keys = in_dir(p.as_str())?;
+                let keys = tree::keys_below(repo, root, p.as_str())?;
                 if keys.is_empty() {
                     return Err(Error::PathNotFound {
                         path: p.to_string(),

@@ -155,6 +155,28 @@ pub fn dir_range(prefix: &str) -> (String, String) {
     (format!("{prefix}/"), format!("{prefix}0"))
 }
 
+/// True when the tree holds a state below directory `path` (reads one path down).
+pub fn has_below(src: &dyn NodeSource, root: &ObjectId, path: &str) -> Result<bool> {
+    let (lo, hi) = dir_range(path);
+    let mut found = false;
+    scan(src, root, &lo, Some(&hi), &mut |_, _| {
+        found = true;
+        false
+    })?;
+    Ok(found)
+}
+
+/// Every state path below directory `path`, in order.
+pub fn keys_below(src: &dyn NodeSource, root: &ObjectId, path: &str) -> Result<Vec<String>> {
+    let (lo, hi) = dir_range(path);
+    let mut keys = Vec::new();
+    scan(src, root, &lo, Some(&hi), &mut |k, _| {
+        keys.push(k.to_string());
+        true
+    })?;
+    Ok(keys)
+}
+
 /// Cut the items of one level into nodes: a new node before every item (but the first) of
 /// rank >= level + 1, and after every [`MAX_ITEMS`] items of a run.
 fn cut(level: u8, items: Vec<Item>) -> Vec<Vec<Item>> {
