@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it and .ci/run runs it:
-# 1. the Rust workspace tests (engine, CLI);
+# 0. the cluster services (scripts/cluster.sh): a 3-node Garage cluster (built once from
+#    crates.io into ~/.cache/qstore, ~25 min on 2 cores) and a 3-member etcd cluster, plus a
+#    moto S3 server (honours conditional writes), all on loopback, stopped on exit;
+# 1. the Rust workspace tests (engine, CLI, cluster backends against those services);
 # 2. the Python package: a virtual environment under target/py-venv (created once, reused),
 #    its test requirements from PyPI, the package built from python/ with maturin and
 #    installed, then its pytest suite (real Qiskit Aer, PennyLane and Cirq states).
@@ -9,12 +12,13 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the volume plugin's tests need (mkfs.ext4 for its disk tier, a Docker
 # engine and busybox for the end-to-end tests), installed once when missing.
-if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null; then
+if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null \
+    || ! command -v curl >/dev/null; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl >/dev/null
 fi
 
-cargo test --workspace
+./scripts/cluster.sh install
 
 venv=target/py-venv
 if [ ! -x "$venv/bin/python" ]; then
@@ -22,7 +26,31 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 export VIRTUAL_ENV="$PWD/$venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
-python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
+python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt \
+    -r python/requirements-cluster.txt
+
+# Start the services; stop them however this script ends.
+cluster_dir="$PWD/target/cluster"
+moto_port=39500
+cleanup() {
+    ./scripts/cluster.sh stop "$cluster_dir" 2>/dev/null || true
+    [ -n "${moto_pid:-}" ] && kill "$moto_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+./scripts/cluster.sh start "$cluster_dir"
+# shellcheck disable=SC1091
+source "$cluster_dir/env"
+moto_server -H 127.0.0.1 -p "$moto_port" >"$cluster_dir/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$moto_port/" && break
+    sleep 0.2
+done
+curl -s -o /dev/null -X PUT "http://127.0.0.1:$moto_port/qstore-moto"
+export QSTORE_TEST_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
+export QSTORE_REQUIRE_CLUSTER=1
+
+cargo test --workspace
 python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
     --force-reinstall ./python
 # The simulator tests drive the qstore binary that `cargo test` built.

@@ -525,11 +525,21 @@ def upgrade(url: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
     return json.loads(_native.upgrade(os.fspath(url)))
 
 
-def open(url: Union[str, "os.PathLike[str]", None] = None, *, create: bool = True) -> Repository:
-    """Open the repository at ``url`` (a path, ``file:///path`` or ``memory://name``; default
-    ``$QSTORE_REPO``), creating it when missing unless ``create=False``."""
+def open(
+    url: Union[str, "os.PathLike[str]", None] = None,
+    *,
+    create: bool = True,
+    refs: Optional[str] = None,
+) -> Repository:
+    """Open the repository at ``url`` (a path, ``file:///path``, ``memory://name`` or
+    ``s3://BUCKET/PREFIX?endpoint=...&refs=etcd://HOST:PORT/PREFIX``; default
+    ``$QSTORE_REPO``), creating it when missing unless ``create=False``. ``refs`` (default
+    ``$QSTORE_REFS``) names the ref store of an ``s3://`` repository whose address has none;
+    S3 credentials come from the standard AWS environment variables."""
     if url is None:
         url = os.environ.get("QSTORE_REPO")
         if not url:
             raise InvalidState("no repository given: pass a path or set QSTORE_REPO")
-    return Repository(NativeRepository(os.fspath(url), create))
+    if refs is None:
+        refs = os.environ.get("QSTORE_REFS") or None
+    return Repository(NativeRepository(os.fspath(url), create, refs))

@@ -42,9 +42,15 @@ mod exit {
     about = "A versioned, deduplicated, compressed store of quantum states"
 )]
 struct Cli {
-    /// Repository: a path, file:///abs/path or memory://name.
+    /// Repository: a path, file:///abs/path, memory://name, or
+    /// s3://BUCKET/PREFIX?endpoint=URL&region=R&refs=etcd://HOST:PORT/PREFIX (credentials from
+    /// the AWS environment variables).
     #[arg(long, global = true, env = "QSTORE_REPO")]
     repo: Option<String>,
+    /// The ref store of an s3:// repository (etcd://HOST:PORT[,HOST:PORT...]/PREFIX, or s3
+    /// where the server honours conditional writes), if the address has no refs=.
+    #[arg(long, global = true, env = "QSTORE_REFS")]
+    refs: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -314,6 +320,13 @@ enum Cmd {
         /// (incompressible values, see `loop_amplitude`).
         #[arg(long, default_value_t = 256)]
         amps: u64,
+        /// Start numbering states here (a restarted writer continues its sequence).
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// On a conflict (overlapping writers), a lapsed lease or an object gone under the
+        /// transaction, run the same commit again.
+        #[arg(long)]
+        retry: bool,
     },
 }
 
@@ -444,7 +457,11 @@ fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    qstore_cluster::register();
+    let mut cli = Cli::parse();
+    cli.repo = cli
+        .repo
+        .map(|r| qstore_cluster::with_refs(&r, cli.refs.as_deref()));
     // Die quietly on a closed pipe (`qstore ls | head`), as command-line tools do, instead of
     // panicking in println!. Not for the plugin server: a client that goes away mid-answer
     // must cost it one connection (EPIPE), not the process.
@@ -527,7 +544,7 @@ fn noise_model(specs: &[String]) -> Result<qstore_sim::NoiseModel> {
 fn repo_address(cli_repo: &Option<String>) -> Result<String> {
     cli_repo.clone().ok_or_else(|| {
         anyhow::Error::new(UsageError(
-            "no repository given: pass --repo PATH or set QSTORE_REPO".into(),
+            "no repository given: pass --repo ADDRESS or set QSTORE_REPO".into(),
         ))
     })
 }
@@ -558,7 +575,7 @@ fn run(cli: Cli) -> Result<()> {
             merge_pack_bytes,
         } => {
             let address = match path {
-                Some(p) => p,
+                Some(p) => qstore_cluster::with_refs(&p, cli.refs.as_deref()),
                 None => repo_address(&cli.repo)?,
             };
             let config = RepoConfig {
@@ -577,7 +594,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Upgrade { path } => {
             let address = match path {
-                Some(p) => p,
+                Some(p) => qstore_cluster::with_refs(&p, cli.refs.as_deref()),
                 None => repo_address(&cli.repo)?,
             };
             let r = Repository::upgrade(&address)?;
@@ -1077,6 +1094,8 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             branch,
             amps,
+            start,
+            retry,
         } => {
             if !amps.is_power_of_two() || amps < 2 {
                 return Err(anyhow!(Error::InvalidArgument(
@@ -1086,32 +1105,46 @@ fn run(cli: Cli) -> Result<()> {
             let repo = open(&cli.repo)?;
             let stdout = std::io::stdout();
             let started = std::time::Instant::now();
-            for i in 0..count {
+            for i in start..start + count {
                 if seconds.is_some_and(|s| started.elapsed().as_secs_f64() > s) {
                     break;
                 }
-                let mut tx = repo.transaction(&branch)?;
                 let path = format!("{prefix}/s{:06}", cycle.map_or(i, |c| i % c.max(1)));
                 let amp: Vec<f64> = if amps == 256 {
                     (0..512).map(|k| (i * 512 + k) as f64).collect()
                 } else {
                     (0..2 * amps).map(|k| loop_amplitude(i, k)).collect()
                 };
-                tx.put(
-                    &path,
-                    &ArrayInfo {
-                        dtype: qstore::DType::Complex128,
-                        shape: vec![amps],
-                    },
-                    bytemuck::cast_slice(&amp),
-                    &PutOptions::default(),
-                )?;
-                let id = tx.commit(CommitOptions {
-                    message: format!("loop {i}"),
-                    ..Default::default()
-                })?;
+                let attempt = || -> qstore::Result<qstore::ObjectId> {
+                    let mut tx = repo.transaction(&branch)?;
+                    tx.put(
+                        &path,
+                        &ArrayInfo {
+                            dtype: qstore::DType::Complex128,
+                            shape: vec![amps],
+                        },
+                        bytemuck::cast_slice(&amp),
+                        &PutOptions::default(),
+                    )?;
+                    tx.commit(CommitOptions {
+                        message: format!("loop {i}"),
+                        ..Default::default()
+                    })
+                };
+                let id = loop {
+                    match attempt() {
+                        // A lapsed lease (a node or etcd member went away) can also show
+                        // as a base object merged or collected under the transaction.
+                        Err(
+                            Error::Conflict { .. }
+                            | Error::LeaseLost { .. }
+                            | Error::ObjectMissing { .. },
+                        ) if retry => continue,
+                        r => break r?,
+                    }
+                };
                 let mut l = stdout.lock();
-                writeln!(l, "committed {} {path}", id.to_hex())?;
+                writeln!(l, "committed {} {path} {i}", id.to_hex())?;
                 l.flush()?;
             }
         }

@@ -31,6 +31,7 @@ fn upgrade(py: Python<'_>, address: &str) -> PyResult<String> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    qstore_cluster::register();
     m.add_function(wrap_pyfunction!(upgrade, m)?)?;
     m.add_class::<repository::NativeRepository>()?;
     m.add_class::<repository::NativePending>()?;

@@ -72,11 +72,13 @@ pub struct NativeRepository {
 
 #[pymethods]
 impl NativeRepository {
-    /// Open the repository at `address` (`file:///path`, a plain path, or `memory://name`);
-    /// with `create`, make it when missing.
+    /// Open the repository at `address` (`file:///path`, a plain path, `memory://name`, or
+    /// `s3://BUCKET/PREFIX?...`, with its ref store `refs` if the address has none); with
+    /// `create`, make it when missing.
     #[new]
-    #[pyo3(signature = (address, create = true))]
-    fn new(py: Python<'_>, address: &str, create: bool) -> PyResult<Self> {
+    #[pyo3(signature = (address, create = true, refs = None))]
+    fn new(py: Python<'_>, address: &str, create: bool, refs: Option<&str>) -> PyResult<Self> {
+        let address = &qstore_cluster::with_refs(address, refs);
         let repo = py
             .detach(|| {
                 if create {

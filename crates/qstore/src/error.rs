@@ -18,6 +18,23 @@ pub enum Error {
     #[error("invalid ref name {name:?}: {reason}")]
     InvalidRefName { name: String, reason: String },
 
+    /// A transaction's lease lapsed (its holder paused past the time to live) and garbage
+    /// collection ran meanwhile: nothing was committed, since objects it wrote or reused may
+    /// be gone.
+    #[error(
+        "the transaction's lease on {store} lapsed and garbage collection ran meanwhile \
+         ({detail}); nothing was committed: run the transaction again"
+    )]
+    LeaseLost { store: String, detail: String },
+
+    /// The ref store given is not the one the repository was created with.
+    #[error("wrong ref store {store}: {detail}")]
+    RefStoreMismatch { store: String, detail: String },
+
+    /// A remote service (object store, etcd) could not be reached or failed the request.
+    #[error("{service} unavailable: {reason}")]
+    Unavailable { service: String, reason: String },
+
     /// A branch, tag or commit id that does not exist.
     #[error("ref not found: {0:?} is not a branch, tag or commit id in this repository")]
     RefNotFound(String),
@@ -126,7 +143,10 @@ pub enum Error {
     RepositoryExists(String),
 
     /// A repository address that cannot be understood.
-    #[error("unsupported repository address {0:?}: use a path, file:///abs/path or memory://name")]
+    #[error(
+        "unsupported repository address {0:?}: use a path, file:///abs/path, memory://name or \
+         s3://BUCKET/PREFIX?endpoint=URL&refs=etcd://HOST:PORT/PREFIX"
+    )]
     BadAddress(String),
 
     /// A blob that does not exist in storage.
@@ -181,7 +201,9 @@ impl Error {
             RefNotFound(_) | PathNotFound { .. } | RepositoryNotFound(_) | BlobNotFound(_) => {
                 ErrorCategory::NotFound
             }
-            Conflict { .. } | RefExists(_) | RepositoryExists(_) => ErrorCategory::Conflict,
+            Conflict { .. } | RefExists(_) | RepositoryExists(_) | LeaseLost { .. } => {
+                ErrorCategory::Conflict
+            }
             Corrupt { .. } | ObjectMissing { .. } | UnsupportedVersion { .. } => {
                 ErrorCategory::Corrupt
             }
@@ -192,8 +214,9 @@ impl Error {
             | InvalidArgument(_)
             | TooLargeToMaterialise { .. }
             | ReadOnlyFormat { .. }
-            | BadAddress(_) => ErrorCategory::InvalidInput,
-            Io { .. } => ErrorCategory::Io,
+            | BadAddress(_)
+            | RefStoreMismatch { .. } => ErrorCategory::InvalidInput,
+            Io { .. } | Unavailable { .. } => ErrorCategory::Io,
             QuotaExceeded { .. } => ErrorCategory::QuotaExceeded,
         }
     }
@@ -223,7 +246,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {
             object: object.into(),
             path: None,

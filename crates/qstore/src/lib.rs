@@ -4,8 +4,9 @@
 //! - API: [`Repository`], [`Transaction`], [`StateReader`] in [`repo`];
 //! - encodings and objects: [`state`] (dtypes, sparse, Hermitian, `.npy`, analyses),
 //!   [`codec`] (chunk codecs), [`format`] (packs, manifests, trees, commits);
-//! - hardware: [`storage::Storage`] (immutable blobs) and [`refs::RefStore`]
-//!   (compare-and-swap refs), each with memory and local-filesystem backends.
+//! - hardware: [`storage::Storage`] (immutable blobs) and [`coord::Coordination`] (refs with
+//!   compare-and-swap through [`refs::RefStore`], locks, counters), each with memory and
+//!   local-filesystem backends; [`backend`] lets other crates add schemes (`s3://`).
 //!
 //! ```
 //! use qstore::{Repository, RepoConfig, ArrayInfo, DType, PutOptions, CommitOptions};
@@ -20,8 +21,10 @@
 //! # Ok::<(), qstore::Error>(())
 //! ```
 
+pub mod backend;
 pub mod cache;
 pub mod codec;
+pub mod coord;
 pub mod error;
 pub mod format;
 pub mod id;

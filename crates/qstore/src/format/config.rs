@@ -5,13 +5,22 @@
 //! refuses any config field it does not know, so a later format change cannot be half
 //! understood. Version-1 configs still parse: such a repository is read-only until
 //! `qstore upgrade` rewrites it (see [`RepoConfig::read_only`]).
+//!
+//! Format version 3 is version 2 plus `ref_store`: the repository keeps its refs, locks and
+//! counters outside its storage (etcd, or S3 conditional writes), and `ref_store` says which
+//! kind and where it was at `init`. Builds that know only version 2 refuse it by number, so
+//! an older binary can never open such a repository without its ref store (and see no refs).
+//! Repositories that keep their refs beside their blobs (local, memory) stay version 2.
 
 use super::manifest::check_chunk_size;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// The repository format version this build writes.
+/// The repository format version this build writes for repositories that keep their refs
+/// beside their blobs (local directories, memory).
 pub const REPO_FORMAT_VERSION: u32 = 2;
+/// The format version of repositories whose refs live in an external ref store.
+pub const SHARED_REFS_FORMAT_VERSION: u32 = 3;
 /// The oldest repository format version this build reads (read-only, until upgraded).
 pub const OLDEST_READABLE_FORMAT: u32 = 1;
 /// Storage key of the configuration blob.
@@ -42,6 +51,19 @@ pub struct RepoConfig {
     pub merge_threshold: u32,
     /// Packs smaller than this are small: merged automatically.
     pub merge_pack_bytes: u64,
+    /// Version 3 only: the external store of refs, locks and counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_store: Option<RefStoreInfo>,
+}
+
+/// Which external ref store a version-3 repository requires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefStoreInfo {
+    /// The kind: `etcd` or `s3`.
+    pub kind: String,
+    /// Where it was when the repository was created (no credentials), for messages.
+    pub created_with: String,
 }
 
 impl Default for RepoConfig {
@@ -53,6 +75,7 @@ impl Default for RepoConfig {
             pack_target_bytes: DEFAULT_PACK_TARGET,
             merge_threshold: DEFAULT_MERGE_THRESHOLD,
             merge_pack_bytes: DEFAULT_MERGE_PACK_BYTES,
+            ref_store: None,
         }
     }
 }
@@ -93,8 +116,14 @@ impl RepoConfig {
                     ..Default::default()
                 }
             }
-            REPO_FORMAT_VERSION => {
+            REPO_FORMAT_VERSION | SHARED_REFS_FORMAT_VERSION => {
                 let c: RepoConfig = serde_json::from_slice(bytes).map_err(corrupt)?;
+                if c.ref_store.is_some() != (c.format_version == SHARED_REFS_FORMAT_VERSION) {
+                    return Err(Error::corrupt(
+                        "repository config.json",
+                        "ref_store is required in format version 3 and refused in version 2",
+                    ));
+                }
                 if uuid::Uuid::parse_str(&c.repository_id).is_err() {
                     return Err(Error::corrupt(
                         "repository config.json",
@@ -107,7 +136,7 @@ impl RepoConfig {
                 return Err(Error::UnsupportedVersion {
                     what: "repository".into(),
                     version: v,
-                    supported: REPO_FORMAT_VERSION,
+                    supported: SHARED_REFS_FORMAT_VERSION,
                 });
             }
         };
@@ -183,11 +212,21 @@ mod tests {
         j["refs"] = "etcd://x".into();
         assert!(RepoConfig::decode(j.to_string().as_bytes()).is_err());
         let mut j: serde_json::Value = serde_json::from_slice(&v2().encode()).unwrap();
-        j["format_version"] = 3.into();
+        j["format_version"] = 4.into();
         assert!(matches!(
             RepoConfig::decode(j.to_string().as_bytes()),
-            Err(Error::UnsupportedVersion { version: 3, .. })
+            Err(Error::UnsupportedVersion { version: 4, .. })
         ));
+        // Version 3 needs its ref store, version 2 refuses one.
+        let mut j: serde_json::Value = serde_json::from_slice(&v2().encode()).unwrap();
+        j["format_version"] = 3.into();
+        assert!(RepoConfig::decode(j.to_string().as_bytes()).is_err());
+        j["ref_store"] = serde_json::json!({"kind": "etcd", "created_with": "etcd://h:1/p"});
+        let c = RepoConfig::decode(j.to_string().as_bytes()).unwrap();
+        assert_eq!(c.ref_store.as_ref().unwrap().kind, "etcd");
+        assert!(!c.read_only());
+        j["format_version"] = 2.into();
+        assert!(RepoConfig::decode(j.to_string().as_bytes()).is_err());
     }
 
     #[test]

@@ -15,7 +15,6 @@ use crate::format::pack::{IndexEntry, PackWriter, read_index};
 use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
 use crate::format::tree::ItemValue;
 use crate::id::{ObjectId, PackId};
-use crate::storage::PutMode;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -140,6 +139,12 @@ impl Repository {
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         self.check_writable()?;
         let _lock = self.gc_lock(true)?;
+        if !opts.dry_run {
+            // Before marking: a transaction whose lease lapsed (so it no longer holds the
+            // shared lock) either moved its ref before this point, and the mark sees its
+            // commit, or fails its conditional ref swap afterwards.
+            self.bump_generation()?;
+        }
         self.reload_index()?;
         let mut report = GcReport {
             dry_run: opts.dry_run,
@@ -207,7 +212,6 @@ impl Repository {
             report.tmp_files_removed = self.remove_old_tmp(opts.grace)?;
             report.scratch_reclaimed = reap_expired_scratch(self)?;
             if changed {
-                self.bump_generation()?;
                 self.reload_index()?;
             }
             report.packs_merged = self.repack_locked(false)?.packs_merged;
@@ -289,8 +293,8 @@ impl Repository {
         shallow.dedup();
         let body =
             serde_json::to_vec(&shallow).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        self.storage()
-            .put(super::SHALLOW_KEY, &body, PutMode::Overwrite)?;
+        self.coordination()
+            .put_document(crate::coord::SHALLOW_DOC, &body)?;
         Ok(cut)
     }
 }

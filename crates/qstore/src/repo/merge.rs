@@ -24,6 +24,7 @@
 
 use super::Repository;
 use super::index::pack_id_of_key;
+use crate::coord::{Lock, LockMode, MERGE_LOCK};
 use crate::error::{Error, Result};
 use crate::format::pack::{PackWriter, check_header, read_index};
 use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
@@ -85,23 +86,11 @@ fn geometric_selection(mut packs: Vec<Candidate>, cap: u64) -> Option<Vec<Candid
     Some(packs)
 }
 
-/// A held merge lock (released when dropped).
-enum MergeGuard<'a> {
-    File(#[allow(dead_code)] std::fs::File),
-    Memory(#[allow(dead_code)] std::sync::MutexGuard<'a, ()>),
-}
-
 impl Repository {
     /// Take the merge lock without waiting: `None` when another merge is running.
-    fn try_merge_lock(&self) -> Result<Option<MergeGuard<'_>>> {
-        if let Some((p, f)) = self.lock_file("merge")? {
-            return match f.try_lock() {
-                Ok(()) => Ok(Some(MergeGuard::File(f))),
-                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-                Err(std::fs::TryLockError::Error(e)) => Err(Error::io(p.display(), e)),
-            };
-        }
-        Ok(self.inner.merging.try_lock().ok().map(MergeGuard::Memory))
+    fn try_merge_lock(&self) -> Result<Option<Lock>> {
+        self.coordination()
+            .try_lock(MERGE_LOCK, LockMode::Exclusive)
     }
 
     /// The packs present now and the merge candidates among them: packs smaller than

@@ -33,15 +33,19 @@ pub use scratch::{Scratch, ScratchOptions, ScratchUsage, StateHandle};
 pub use transaction::{CommitOptions, Transaction};
 pub use writer::PutStats;
 
+use crate::backend::Backends;
+use crate::coord::local::LocalCoordination;
+use crate::coord::memory::MemoryCoordination;
+use crate::coord::{Coordination, GC_LOCK, Lock, LockMode, SHALLOW_DOC};
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
 use crate::format::commit::Commit;
-use crate::format::config::{CONFIG_KEY, RepoConfig, new_repository_id};
+use crate::format::config::{
+    CONFIG_KEY, RefStoreInfo, RepoConfig, SHARED_REFS_FORMAT_VERSION, new_repository_id,
+};
 use crate::format::tree::StateEntry;
 use crate::id::ObjectId;
 use crate::path::{RefName, StatePath};
-use crate::refs::local::LocalRefStore;
-use crate::refs::memory::MemoryRefStore;
 use crate::refs::{CasOutcome, RefStore};
 use crate::storage::local::LocalStorage;
 use crate::storage::memory::MemoryStorage;
@@ -51,63 +55,134 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+/// The coordination a repository with `config` needs, checked against what the address
+/// gave: the right kind, and a store bound to this repository's id.
+fn check_ref_store(
+    address: &str,
+    config: &RepoConfig,
+    given: Option<Arc<dyn Coordination>>,
+) -> Result<Arc<dyn Coordination>> {
+    match (&config.ref_store, given) {
+        (None, Some(c)) if refs_beside_blobs(c.kind()) => Ok(c),
+        (None, Some(c)) => Err(Error::RefStoreMismatch {
+            store: c.describe(),
+            detail: format!(
+                "the repository at {address} keeps its refs beside its data; open it \
+                 without a ref store"
+            ),
+        }),
+        (None, None) => Err(Error::BadAddress(address.into())),
+        (Some(info), None) => Err(Error::RefStoreMismatch {
+            store: "(none given)".into(),
+            detail: format!(
+                "the repository at {address} keeps its refs in {kind} (it was created with \
+                 {}); pass that ref store: refs=... in the address, --refs or QSTORE_REFS",
+                info.created_with,
+                kind = info.kind
+            ),
+        }),
+        (Some(info), Some(c)) => {
+            if c.kind() != info.kind {
+                return Err(Error::RefStoreMismatch {
+                    store: c.describe(),
+                    detail: format!(
+                        "the repository at {address} keeps its refs in {} (created with {})",
+                        info.kind, info.created_with
+                    ),
+                });
+            }
+            c.bind(&config.repository_id, false).map_err(|e| match e {
+                Error::RefStoreMismatch { store, detail } => Error::RefStoreMismatch {
+                    store,
+                    detail: format!(
+                        "{detail}; the repository at {address} was created with {}",
+                        info.created_with
+                    ),
+                },
+                e => e,
+            })?;
+            Ok(c)
+        }
+    }
+}
+
 /// The branch `init` creates.
 pub const DEFAULT_BRANCH: &str = "main";
 /// Default limit on the dense size of a state read into memory or a file: 1 TiB.
 pub const DEFAULT_MATERIALISE_LIMIT: u64 = 1 << 40;
-/// Storage key of the garbage-collection generation counter.
-pub const GENERATION_KEY: &str = "gc-generation";
-/// Storage key of the list of commits whose history was expired.
-pub const SHALLOW_KEY: &str = "shallow.json";
+/// Storage key of the garbage-collection generation counter (local repositories).
+pub use crate::coord::local::GENERATION_KEY;
+/// Name of the list of commits whose history was expired.
+pub const SHALLOW_KEY: &str = SHALLOW_DOC;
 
-/// Where a repository lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
-    /// `memory://name`: in this process only.
-    Memory(String),
-    /// A directory: a plain path or `file:///abs/path`.
-    Local(PathBuf),
-}
+pub use crate::backend::Address;
 
-impl Address {
-    /// Parse `memory://name`, `file:///abs/path` or a plain path.
-    pub fn parse(s: &str) -> Result<Self> {
-        if let Some(name) = s.strip_prefix("memory://") {
-            if name.is_empty() {
-                return Err(Error::BadAddress(s.into()));
-            }
-            return Ok(Address::Memory(name.into()));
-        }
-        if let Some(p) = s.strip_prefix("file://") {
-            if !p.starts_with('/') {
-                return Err(Error::BadAddress(s.into()));
-            }
-            return Ok(Address::Local(PathBuf::from(p)));
-        }
-        if s.is_empty() || s.contains("://") {
-            return Err(Error::BadAddress(s.into()));
-        }
-        Ok(Address::Local(PathBuf::from(s)))
-    }
-}
-
-type MemoryBackends = (Arc<MemoryStorage>, Arc<MemoryRefStore>);
+/// The backends of `memory://` repositories, by name, for this process.
+type MemoryBackends = (Arc<MemoryStorage>, Arc<MemoryCoordination>);
 
 fn memory_registry() -> &'static Mutex<HashMap<String, MemoryBackends>> {
     static REG: OnceLock<Mutex<HashMap<String, MemoryBackends>>> = OnceLock::new();
     REG.get_or_init(Default::default)
 }
 
+/// Connect to the backends `address` names.
+fn connect(address: &str, create: bool) -> Result<Backends> {
+    match Address::parse(address)? {
+        Address::Memory(name) => {
+            let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
+            let b = if create {
+                if reg.contains_key(&name) {
+                    return Err(Error::RepositoryExists(address.into()));
+                }
+                let b: MemoryBackends = Default::default();
+                reg.insert(name, b.clone());
+                b
+            } else {
+                reg.get(&name)
+                    .cloned()
+                    .ok_or_else(|| Error::RepositoryNotFound(address.into()))?
+            };
+            Ok(Backends {
+                storage: b.0,
+                coordination: Some(b.1),
+            })
+        }
+        Address::Local(p) => {
+            if create && p.join(CONFIG_KEY).exists() {
+                return Err(Error::RepositoryExists(address.into()));
+            }
+            if !create && !p.join(CONFIG_KEY).is_file() {
+                return Err(Error::RepositoryNotFound(address.into()));
+            }
+            let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(&p)?);
+            let c: Arc<dyn Coordination> = Arc::new(LocalCoordination::new(&p, s.clone())?);
+            Ok(Backends {
+                storage: s,
+                coordination: Some(c),
+            })
+        }
+        Address::Remote { scheme } => match crate::backend::connector(&scheme) {
+            Some(c) => c.connect(address, create),
+            None => Err(Error::BadAddress(address.into())),
+        },
+    }
+}
+
+/// True for coordination kinds that live beside the blobs (format version 2).
+fn refs_beside_blobs(kind: &str) -> bool {
+    matches!(kind, "local" | "memory")
+}
+
 pub(crate) struct Inner {
     address: String,
     storage: Arc<dyn Storage>,
-    refs: Arc<dyn RefStore>,
+    coord: Arc<dyn Coordination>,
     config: RepoConfig,
     pub(crate) index: RwLock<ObjectIndex>,
     pub(crate) nodes: Mutex<objects::NodeCache>,
+    /// Metadata this handle wrote, kept for reading back (remote storage).
+    pub(crate) recent: Mutex<objects::RecentMetadata>,
     pub(crate) counters: objects::Counters,
-    /// Held while this handle merges packs (memory repositories; local ones use a file lock).
-    merging: Mutex<()>,
     materialise_limit: u64,
     /// The directory of a local repository (for locks and scratch leases).
     local_root: Option<PathBuf>,
@@ -144,33 +219,22 @@ impl Repository {
     /// A fresh repository id is assigned when the config has none.
     pub fn init(address: &str, config: RepoConfig) -> Result<Self> {
         config.check()?;
-        let (storage, refs) = match Address::parse(address)? {
-            Address::Memory(name) => {
-                let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
-                if reg.contains_key(&name) {
-                    return Err(Error::RepositoryExists(address.into()));
-                }
-                let b: MemoryBackends = Default::default();
-                reg.insert(name, b.clone());
-                (b.0 as Arc<dyn Storage>, b.1 as Arc<dyn RefStore>)
-            }
-            Address::Local(p) => {
-                if p.join(CONFIG_KEY).exists() {
-                    return Err(Error::RepositoryExists(address.into()));
-                }
-                let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(&p)?);
-                let r: Arc<dyn RefStore> = Arc::new(LocalRefStore::new(p.join("refs"))?);
-                (s, r)
-            }
-        };
-        Self::init_parts(address, storage, refs, config)
+        let b = connect(address, true)?;
+        let coord = b.coordination.ok_or_else(|| Error::RefStoreMismatch {
+            store: "(none given)".into(),
+            detail: format!(
+                "a repository at {address} keeps its refs in a separate ref store: add \
+                 refs=etcd://HOST:PORT/PREFIX to the address (or pass --refs / QSTORE_REFS)"
+            ),
+        })?;
+        Self::init_parts(address, b.storage, coord, config)
     }
 
     /// Create a repository on given backends (used by `init` and by remote backends).
     pub fn init_parts(
         address: &str,
         storage: Arc<dyn Storage>,
-        refs: Arc<dyn RefStore>,
+        coord: Arc<dyn Coordination>,
         mut config: RepoConfig,
     ) -> Result<Self> {
         config.check()?;
@@ -183,7 +247,22 @@ impl Repository {
         if config.repository_id.is_empty() {
             config.repository_id = new_repository_id();
         }
-        let repo = Repository::assemble(address, storage, refs, config.clone());
+        if !refs_beside_blobs(coord.kind()) {
+            config.format_version = SHARED_REFS_FORMAT_VERSION;
+            config.ref_store = Some(RefStoreInfo {
+                kind: coord.kind().into(),
+                created_with: coord.describe(),
+            });
+        }
+        match storage.get(CONFIG_KEY) {
+            Ok(_) => return Err(Error::RepositoryExists(address.into())),
+            Err(Error::BlobNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        // The ref store is claimed first: of two inits racing on one ref store, one wins
+        // here, whatever the object store does with conditional writes.
+        coord.bind(&config.repository_id, true)?;
+        let repo = Repository::assemble(address, storage, coord, config.clone());
         // The first commit and `main` come first, the config last: a repository is
         // initialised exactly when its config exists.
         let mut w = writer::ObjectWriter::new(repo.clone());
@@ -198,9 +277,13 @@ impl Repository {
         })?;
         w.flush()?;
         let main = RefName::branch(DEFAULT_BRANCH)?;
-        repo.inner
-            .refs
-            .compare_and_swap(&main, None, Some(commit))?;
+        match repo
+            .ref_store()
+            .compare_and_swap(&main, None, Some(commit))?
+        {
+            CasOutcome::Swapped => {}
+            CasOutcome::Mismatch { .. } => return Err(Error::RepositoryExists(address.into())),
+        }
         match repo
             .inner
             .storage
@@ -213,43 +296,35 @@ impl Repository {
 
     /// Open an existing repository.
     pub fn open(address: &str) -> Result<Self> {
-        let (storage, refs) = match Address::parse(address)? {
-            Address::Memory(name) => {
-                let reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
-                let b = reg
-                    .get(&name)
-                    .ok_or_else(|| Error::RepositoryNotFound(address.into()))?;
-                (
-                    b.0.clone() as Arc<dyn Storage>,
-                    b.1.clone() as Arc<dyn RefStore>,
-                )
-            }
-            Address::Local(p) => {
-                if !p.join(CONFIG_KEY).is_file() {
-                    return Err(Error::RepositoryNotFound(address.into()));
-                }
-                let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(&p)?);
-                let r: Arc<dyn RefStore> = Arc::new(LocalRefStore::new(p.join("refs"))?);
-                (s, r)
-            }
-        };
-        Self::open_parts(address, storage, refs)
+        let b = connect(address, false)?;
+        Self::open_backends(address, b)
     }
 
     /// Open a repository on given backends.
     pub fn open_parts(
         address: &str,
         storage: Arc<dyn Storage>,
-        refs: Arc<dyn RefStore>,
+        coord: Arc<dyn Coordination>,
     ) -> Result<Self> {
-        let bytes = match storage.get(CONFIG_KEY) {
+        Self::open_backends(
+            address,
+            Backends {
+                storage,
+                coordination: Some(coord),
+            },
+        )
+    }
+
+    fn open_backends(address: &str, b: Backends) -> Result<Self> {
+        let bytes = match b.storage.get(CONFIG_KEY) {
             Ok(b) => b,
             Err(Error::BlobNotFound(_)) => return Err(Error::RepositoryNotFound(address.into())),
             Err(e) => return Err(e),
         };
         let config = RepoConfig::decode(&bytes)?;
-        let repo = Repository::assemble(address, storage, refs, config);
-        let g = repo.read_generation()?;
+        let coord = check_ref_store(address, &config, b.coordination)?;
+        let repo = Repository::assemble(address, b.storage, coord, config);
+        let g = repo.inner.coord.generation()?;
         *repo
             .inner
             .generation
@@ -273,19 +348,19 @@ impl Repository {
     fn assemble(
         address: &str,
         storage: Arc<dyn Storage>,
-        refs: Arc<dyn RefStore>,
+        coord: Arc<dyn Coordination>,
         config: RepoConfig,
     ) -> Self {
         Repository {
             inner: Arc::new(Inner {
                 address: address.to_string(),
                 storage,
-                refs,
+                coord,
                 config,
                 index: RwLock::new(ObjectIndex::default()),
                 nodes: Mutex::new(Default::default()),
+                recent: Mutex::new(Default::default()),
                 counters: Default::default(),
-                merging: Mutex::new(()),
                 materialise_limit: DEFAULT_MATERIALISE_LIMIT,
                 local_root: match Address::parse(address) {
                     Ok(Address::Local(p)) => Some(p),
@@ -320,7 +395,12 @@ impl Repository {
 
     /// The ref store.
     pub fn ref_store(&self) -> &dyn RefStore {
-        self.inner.refs.as_ref()
+        self.inner.coord.refs()
+    }
+
+    /// The coordination (refs, locks, counters).
+    pub fn coordination(&self) -> &dyn Coordination {
+        self.inner.coord.as_ref()
     }
 
     /// Largest dense form (bytes) a read will materialise.
@@ -365,47 +445,30 @@ impl Repository {
 
     /// Take the repository's garbage-collection lock: shared by transactions, exclusive by
     /// `gc`, so objects are never deleted while a transaction may still refer to them. The
-    /// lock is released when the file is dropped (or the process dies).
-    pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<Option<std::fs::File>> {
-        let Some((p, f)) = self.lock_file("gc")? else {
-            return Ok(None);
+    /// lock is released when the guard is dropped (or the holder dies).
+    pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<Lock> {
+        let mode = if exclusive {
+            LockMode::Exclusive
+        } else {
+            LockMode::Shared
         };
-        if exclusive { f.lock() } else { f.lock_shared() }
-            .map_err(|e| Error::io(p.display(), e))?;
-        Ok(Some(f))
+        self.inner.coord.lock(GC_LOCK, mode)
     }
 
-    /// The lock file `locks/NAME` of a local repository (created if missing), not yet
-    /// locked; `None` for a repository without a directory.
-    pub(crate) fn lock_file(&self, name: &str) -> Result<Option<(PathBuf, std::fs::File)>> {
-        let Some(root) = &self.inner.local_root else {
-            return Ok(None);
-        };
-        let dir = root.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        let p = dir.join(name);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::io(p.display(), e))?;
-        Ok(Some((p, f)))
-    }
-
-    fn read_generation(&self) -> Result<u64> {
-        match self.storage().get(GENERATION_KEY) {
-            Ok(b) => Ok(String::from_utf8_lossy(&b).trim().parse().unwrap_or(0)),
-            Err(Error::BlobNotFound(_)) => Ok(0),
-            Err(e) => Err(e),
-        }
+    /// The generation this handle's object index was built at.
+    pub(crate) fn known_generation(&self) -> u64 {
+        *self
+            .inner
+            .generation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Rebuild the object index if garbage collection deleted objects since it was built,
     /// otherwise synchronise it with the packs present. Called at the start of every
     /// transaction, under the shared gc lock.
     pub(crate) fn sync_generation(&self) -> Result<()> {
-        let g = self.read_generation()?;
+        let g = self.inner.coord.generation()?;
         if *self
             .inner
             .generation
@@ -413,7 +476,10 @@ impl Repository {
             .unwrap_or_else(|e| e.into_inner())
             != g
         {
-            self.reload_index()?;
+            // gc deleted or rewrote packs: forget those (refresh lists what is present), and
+            // the tree nodes read through them.
+            self.refresh_index()?;
+            self.clear_node_cache();
             *self
                 .inner
                 .generation
@@ -426,11 +492,10 @@ impl Repository {
         Ok(())
     }
 
-    /// Record that packs were deleted or rewritten (called by `gc` under the exclusive lock).
+    /// Record that objects are about to be deleted (called by `gc` under the exclusive lock,
+    /// before it deletes anything): every transaction that began earlier fails its commit.
     pub(crate) fn bump_generation(&self) -> Result<()> {
-        let g = self.read_generation()? + 1;
-        self.storage()
-            .put(GENERATION_KEY, g.to_string().as_bytes(), PutMode::Overwrite)?;
+        let g = self.inner.coord.bump_generation()?;
         *self
             .inner
             .generation
@@ -450,19 +515,18 @@ impl Repository {
 
     /// Commits whose history was cut by `expire`: their parents are not followed.
     pub fn shallow(&self) -> Result<std::collections::HashSet<ObjectId>> {
-        match self.storage().get(SHALLOW_KEY) {
-            Ok(b) => {
+        match self.inner.coord.document(SHALLOW_DOC)? {
+            Some(b) => {
                 let v: Vec<String> = serde_json::from_slice(&b)
-                    .map_err(|e| Error::corrupt(SHALLOW_KEY, e.to_string()))?;
+                    .map_err(|e| Error::corrupt(SHALLOW_DOC, e.to_string()))?;
                 v.iter()
                     .map(|h| {
                         ObjectId::from_hex(h)
-                            .ok_or_else(|| Error::corrupt(SHALLOW_KEY, "not a commit id"))
+                            .ok_or_else(|| Error::corrupt(SHALLOW_DOC, "not a commit id"))
                     })
                     .collect()
             }
-            Err(Error::BlobNotFound(_)) => Ok(Default::default()),
-            Err(e) => Err(e),
+            None => Ok(Default::default()),
         }
     }
 
@@ -470,12 +534,12 @@ impl Repository {
     /// of at least 6 hex characters.
     pub fn resolve(&self, spec: &str) -> Result<ObjectId> {
         if let Ok(b) = RefName::branch(spec)
-            && let Some(id) = self.inner.refs.get(&b)?
+            && let Some(id) = self.ref_store().get(&b)?
         {
             return Ok(id);
         }
         if let Ok(t) = RefName::tag(spec)
-            && let Some(id) = self.inner.refs.get(&t)?
+            && let Some(id) = self.ref_store().get(&t)?
         {
             return Ok(id);
         }
@@ -510,8 +574,7 @@ impl Repository {
     /// The head commit of a branch.
     pub fn branch_head(&self, branch: &str) -> Result<ObjectId> {
         let name = RefName::branch(branch)?;
-        self.inner
-            .refs
+        self.ref_store()
             .get(&name)?
             .ok_or_else(|| Error::RefNotFound(branch.into()))
     }
@@ -530,9 +593,14 @@ impl Repository {
         self.check_writable()?;
         // Shared gc lock: a gc cannot delete the target between the check and the swap.
         let _guard = self.gc_lock(false)?;
+        let generation = self.inner.coord.generation()?;
         let id = self.resolve(target)?;
         self.commit(&id)?;
-        match self.inner.refs.compare_and_swap(&name, None, Some(id))? {
+        match self
+            .inner
+            .coord
+            .compare_and_swap_at(&name, None, Some(id), generation)?
+        {
             CasOutcome::Swapped => Ok(id),
             CasOutcome::Mismatch { .. } => Err(Error::RefExists(name.key())),
         }
@@ -542,11 +610,10 @@ impl Repository {
     pub fn delete_ref(&self, name: &RefName) -> Result<()> {
         self.check_writable()?;
         let cur = self
-            .inner
-            .refs
+            .ref_store()
             .get(name)?
             .ok_or_else(|| Error::RefNotFound(name.key()))?;
-        match self.inner.refs.compare_and_swap(name, Some(cur), None)? {
+        match self.ref_store().compare_and_swap(name, Some(cur), None)? {
             CasOutcome::Swapped => Ok(()),
             CasOutcome::Mismatch { .. } => Err(Error::Conflict {
                 branch: name.name().into(),
@@ -558,7 +625,7 @@ impl Repository {
 
     /// Every branch and tag.
     pub fn refs(&self) -> Result<Vec<(RefName, ObjectId)>> {
-        self.inner.refs.list()
+        self.ref_store().list()
     }
 
     /// Start a transaction on `branch`, based on its current head.

@@ -129,6 +129,12 @@ impl NodeCache {
     }
 }
 
+/// Metadata objects a handle keeps after writing them (remote storage only).
+const RECENT_LIMIT: usize = 4096;
+
+/// Bodies of metadata objects written by a handle, by id.
+pub(crate) type RecentMetadata = std::collections::HashMap<ObjectId, (ObjectKind, u8, Arc<[u8]>)>;
+
 impl Repository {
     /// What this handle has read and written so far.
     pub fn io_counters(&self) -> IoCounters {
@@ -140,8 +146,32 @@ impl Repository {
         self.inner.counters.reset()
     }
 
+    /// Keep the body of a metadata object this handle just wrote, so reading it back (the
+    /// next commit reads its parent and tree) costs no request on remote storage.
+    pub(crate) fn remember_written(
+        &self,
+        id: ObjectId,
+        kind: ObjectKind,
+        version: u8,
+        body: &[u8],
+    ) {
+        if !self.storage().prefers_few_requests() {
+            return;
+        }
+        let mut r = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() >= RECENT_LIMIT {
+            r.clear();
+        }
+        r.insert(id, (kind, version, body.to_vec().into()));
+    }
+
     /// Drop every decoded tree node held by this handle (the next reads go to storage).
     pub fn clear_node_cache(&self) {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.inner
             .nodes
             .lock()
@@ -207,20 +237,41 @@ impl Repository {
             .objects_read
             .fetch_add(1, Ordering::Relaxed);
         let key = loc.pack.key();
+        let gone = |e: Error| match e {
+            Error::BlobNotFound(_) => Error::ObjectMissing {
+                id: id.to_hex(),
+                kind: kind.name(),
+                context: format!(" (pack {} is gone)", loc.pack),
+            },
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
+            }
+            e => e,
+        };
+        if loc.payload_len > (out.len() as u64).saturating_mul(2) + 1024 {
+            return Err(Error::corrupt(
+                what(),
+                "payload larger than any codec produces",
+            ));
+        }
+        // Remote storage: header and payload in one request (one ranged GET per record).
+        let whole = if self.storage().prefers_few_requests() {
+            let mut rec = vec![0u8; RECORD_HEADER_LEN + loc.payload_len as usize];
+            self.storage()
+                .read_at(&key, loc.offset, &mut rec)
+                .map_err(gone)?;
+            Some(rec)
+        } else {
+            None
+        };
         let mut hb = [0u8; RECORD_HEADER_LEN];
-        self.storage()
-            .read_at(&key, loc.offset, &mut hb)
-            .map_err(|e| match e {
-                Error::BlobNotFound(_) => Error::ObjectMissing {
-                    id: id.to_hex(),
-                    kind: kind.name(),
-                    context: format!(" (pack {} is gone)", loc.pack),
-                },
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
-                }
-                e => e,
-            })?;
+        match &whole {
+            Some(rec) => hb.copy_from_slice(&rec[..RECORD_HEADER_LEN]),
+            None => self
+                .storage()
+                .read_at(&key, loc.offset, &mut hb)
+                .map_err(gone)?,
+        }
         if hb[..4] == crate::format::record::RECORD_MAGIC
             && let Some(k) = ObjectKind::from_u8(hb[4])
             && hb[5] > k.newest_version()
@@ -236,6 +287,7 @@ impl Repository {
             || h.kind != kind
             || h.payload_len != loc.payload_len
             || h.raw_len != out.len() as u64
+            || (h.codec == crate::codec::Codec::Raw && h.payload_len != h.raw_len)
         {
             return Err(Error::corrupt(
                 what(),
@@ -252,17 +304,19 @@ impl Repository {
             }
             e => e,
         };
-        if h.codec == crate::codec::Codec::Raw {
+        if let Some(rec) = &whole {
+            let payload = &rec[RECORD_HEADER_LEN..];
+            if h.codec == crate::codec::Codec::Raw {
+                out.copy_from_slice(payload);
+            } else {
+                decode(h.codec, h.elem as usize, payload, out)
+                    .map_err(|d| Error::corrupt(what(), d))?;
+            }
+        } else if h.codec == crate::codec::Codec::Raw {
             self.storage()
                 .read_at(&key, payload_at, out)
                 .map_err(read_err)?;
         } else {
-            if h.payload_len > h.raw_len.saturating_mul(2) + 1024 {
-                return Err(Error::corrupt(
-                    what(),
-                    "payload larger than any codec produces",
-                ));
-            }
             let mut payload = vec![0u8; h.payload_len as usize];
             self.storage()
                 .read_at(&key, payload_at, &mut payload)
@@ -373,6 +427,16 @@ impl Repository {
     /// The version and body of metadata object `id` of `kind` (the body not yet decoded, its
     /// id not yet checked).
     fn read_body(&self, id: &ObjectId, kind: ObjectKind) -> Result<(u8, Vec<u8>)> {
+        if let Some((k, v, body)) = self
+            .inner
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            && *k == kind
+        {
+            return Ok((*v, body.to_vec()));
+        }
         let once = || -> Result<(u8, Vec<u8>)> {
             let o = self.locate(id, kind)?;
             let what = || format!("{} {}", kind.name(), id.short());

@@ -18,6 +18,7 @@ use super::ingest::{PutOptions, ingest_dense, ingest_sparse, ingest_sparse_wide}
 use super::scratch::{SCRATCH_PACK, StateHandle};
 use super::tree;
 use super::writer::{ObjectWriter, PutStats};
+use crate::coord::Lock;
 use crate::error::{Error, Result};
 use crate::format::commit::Commit;
 use crate::format::manifest::{ChunkRef, Manifest};
@@ -48,8 +49,12 @@ pub struct Transaction {
     changes: BTreeMap<StatePath, Option<StateEntry>>,
     writer: ObjectWriter,
     stats: PutStats,
-    /// Shared gc lock, held for the transaction's life.
-    _gc_guard: Option<std::fs::File>,
+    /// The gc generation the transaction started at: its ref swap is conditional on it.
+    generation: u64,
+    /// Shared gc lock, held for the transaction's life (released before the pack merge that
+    /// may follow a commit, which takes its own: a nested shared request would wait behind a
+    /// waiting gc that waits for this one).
+    gc_guard: Option<Lock>,
 }
 
 impl Transaction {
@@ -57,6 +62,7 @@ impl Transaction {
         repo.check_writable()?;
         let guard = repo.gc_lock(false)?;
         repo.sync_generation()?;
+        let generation = repo.known_generation();
         let base = repo.branch_head(branch)?;
         Ok(Transaction {
             writer: ObjectWriter::new(repo.clone()),
@@ -65,7 +71,8 @@ impl Transaction {
             base,
             changes: BTreeMap::new(),
             stats: PutStats::default(),
-            _gc_guard: guard,
+            generation,
+            gc_guard: Some(guard),
         })
     }
 
@@ -243,12 +250,9 @@ impl Transaction {
             };
             let id = self.writer.put_metadata(&commit)?;
             self.writer.flush()?;
-            match self
-                .repo
-                .ref_store()
-                .compare_and_swap(&self.branch, Some(base), Some(id))?
-            {
+            match self.swap(base, id)? {
                 CasOutcome::Swapped => {
+                    drop(self.gc_guard.take());
                     // Best effort: the commit is durable and visible; a merge that fails
                     // leaves every pack as it was and is retried after a later commit.
                     let _ = self.repo.auto_merge();
@@ -292,6 +296,45 @@ impl Transaction {
         })
     }
 }
+
+impl Transaction {
+    /// Move the branch from `base` to `id`, conditional on the gc generation. A request whose
+    /// reply was lost (the store unavailable) is repeated, and finding the branch already at
+    /// `id` (this commit's own id: it names this transaction's time and content) is success,
+    /// so a retried swap never reports a landed commit as someone else's.
+    fn swap(&self, base: ObjectId, id: ObjectId) -> Result<CasOutcome> {
+        let coord = self.repo.coordination();
+        let mut retried = false;
+        let mut backoff = Duration::from_millis(50);
+        let mut attempts = 0u32;
+        loop {
+            match coord.compare_and_swap_at(&self.branch, Some(base), Some(id), self.generation) {
+                Ok(CasOutcome::Mismatch { actual: Some(h) }) if h == id => {
+                    return Ok(CasOutcome::Swapped);
+                }
+                Ok(o) => return Ok(o),
+                Err(Error::LeaseLost { .. })
+                    if retried && coord.refs().get(&self.branch)? == Some(id) =>
+                {
+                    return Ok(CasOutcome::Swapped);
+                }
+                Err(e @ Error::Unavailable { .. }) => {
+                    attempts += 1;
+                    if attempts > SWAP_RETRIES {
+                        return Err(e);
+                    }
+                    retried = true;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How often a ref swap is repeated while its store is unavailable.
+const SWAP_RETRIES: u32 = 20;
 
 /// Store the nodes of a tree computed from a legacy (version-1) tree, so a commit can build
 /// on it; nothing to do for a stored tree.

@@ -50,18 +50,19 @@ impl Repository {
             };
             old.storage()
                 .put(CONFIG_KEY, &cfg.encode(), PutMode::Overwrite)?;
-            Repository::open_parts(address, old.inner.storage.clone(), old.inner.refs.clone())?
+            Repository::open_parts(address, old.inner.storage.clone(), old.inner.coord.clone())?
         } else {
             old
         };
         let merged = repo.repack_locked(false)?;
         repo.ref_store().compact()?;
         drop(lock);
-        let changed = from != REPO_FORMAT_VERSION || merged.packs_merged > 0;
+        let to = repo.config().format_version;
+        let changed = from != to || merged.packs_merged > 0;
         Ok(UpgradeReport {
             address: address.to_string(),
             from_version: from,
-            to_version: REPO_FORMAT_VERSION,
+            to_version: to,
             repository_id: repo.config().repository_id.clone(),
             packs_converted: merged.packs_merged,
             packs_after: merged.packs_after,

@@ -193,6 +193,7 @@ impl ObjectWriter {
             id,
         };
         self.append(&header, &payload)?;
+        self.repo.remember_written(id, T::KIND, T::VERSION, &body);
         Ok(id)
     }
 

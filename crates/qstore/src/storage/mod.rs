@@ -1,8 +1,10 @@
 //! The hardware layer for data: the [`Storage`] trait (immutable blobs addressed by key) and
 //! its backends, [`memory::MemoryStorage`] and [`local::LocalStorage`]. Blobs are written
 //! once and never modified; a blob becomes visible only when it is complete and durable.
-//! Remote backends (S3) implement the same trait.
+//! Remote backends (S3, in `qstore-cluster`) implement the same trait; [`disk_cache::DiskCache`]
+//! keeps ranges of their immutable blobs on local disk.
 
+pub mod disk_cache;
 pub mod local;
 pub mod memory;
 
@@ -72,6 +74,11 @@ pub trait Storage: Send + Sync + Debug {
     /// backend can; `None` otherwise. Only for immutable blobs (packs).
     fn map(&self, _key: &str) -> Result<Option<MappedBlob>> {
         Ok(None)
+    }
+    /// True for remote storage, where a request costs a round trip: readers then fetch a
+    /// record's header and payload in one read.
+    fn prefers_few_requests(&self) -> bool {
+        false
     }
     /// Number of files the backend uses on a file system, if it has one.
     fn file_count(&self) -> Option<u64> {

@@ -1,0 +1,127 @@
+//! Fault injection that the real services cannot produce on demand: the reply of a
+//! successful ref swap is lost (the swap happened in etcd, the writer sees a transport
+//! error). The commit must be reported once, as success, with no duplicate in history.
+
+mod common;
+
+use qstore::coord::{Coordination, Lock, LockMode};
+use qstore::refs::{CasOutcome, RefStore};
+use qstore::{ArrayInfo, CommitOptions, DType, Error, ObjectId, PutOptions, RefName, Repository};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Real etcd coordination whose next `drop_replies` successful swaps lose their reply.
+#[derive(Debug)]
+struct LosesReplies {
+    inner: Arc<dyn Coordination>,
+    drop_replies: AtomicU32,
+    swaps: AtomicU32,
+}
+
+impl Coordination for LosesReplies {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn refs(&self) -> &dyn RefStore {
+        self.inner.refs()
+    }
+    fn lock(&self, name: &str, mode: LockMode) -> qstore::Result<Lock> {
+        self.inner.lock(name, mode)
+    }
+    fn try_lock(&self, name: &str, mode: LockMode) -> qstore::Result<Option<Lock>> {
+        self.inner.try_lock(name, mode)
+    }
+    fn generation(&self) -> qstore::Result<u64> {
+        self.inner.generation()
+    }
+    fn bump_generation(&self) -> qstore::Result<u64> {
+        self.inner.bump_generation()
+    }
+    fn document(&self, name: &str) -> qstore::Result<Option<Vec<u8>>> {
+        self.inner.document(name)
+    }
+    fn put_document(&self, name: &str, body: &[u8]) -> qstore::Result<()> {
+        self.inner.put_document(name, body)
+    }
+    fn compare_and_swap_at(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        generation: u64,
+    ) -> qstore::Result<CasOutcome> {
+        let r = self
+            .inner
+            .compare_and_swap_at(name, expected, new, generation)?;
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+        if r == CasOutcome::Swapped
+            && self
+                .drop_replies
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(Error::Unavailable {
+                service: "etcd (fault injector)".into(),
+                reason: "connection reset before the reply".into(),
+            });
+        }
+        Ok(r)
+    }
+    fn bind(&self, id: &str, create: bool) -> qstore::Result<()> {
+        self.inner.bind(id, create)
+    }
+}
+
+#[test]
+fn a_lost_swap_reply_is_one_commit_reported_as_success() {
+    let Some(c) = common::cluster() else { return };
+    qstore_cluster::register();
+    let address = c.repo("lost-reply");
+    Repository::init(&address, Default::default()).unwrap();
+    let b = qstore_cluster::S3Connector;
+    let backends = qstore::backend::Connector::connect(&b, &address, false).unwrap();
+    let faulty = Arc::new(LosesReplies {
+        inner: backends.coordination.unwrap(),
+        drop_replies: AtomicU32::new(1),
+        swaps: AtomicU32::new(0),
+    });
+    let repo = Repository::open_parts(&address, backends.storage, faulty.clone()).unwrap();
+    let before = repo.log("main", 100).unwrap().len();
+    let psi: Vec<f64> = vec![0.6, 0.0, 0.0, 0.8];
+    let mut tx = repo.transaction("main").unwrap();
+    tx.put(
+        "psi",
+        &ArrayInfo {
+            dtype: DType::Complex128,
+            shape: vec![2],
+        },
+        bytemuck::cast_slice(&psi),
+        &PutOptions::default(),
+    )
+    .unwrap();
+    let id = tx
+        .commit(CommitOptions::default())
+        .expect("reported as success");
+    assert_eq!(
+        faulty.swaps.load(Ordering::Relaxed),
+        2,
+        "the swap was sent again"
+    );
+    assert_eq!(
+        faulty.drop_replies.load(Ordering::Relaxed),
+        0,
+        "the fault fired"
+    );
+    assert_eq!(repo.branch_head("main").unwrap(), id);
+    let log = repo.log("main", 100).unwrap();
+    assert_eq!(log.len(), before + 1, "one commit, no duplicate");
+    assert_eq!(log[0].0, id);
+    let fresh = Repository::open(&address).unwrap();
+    assert_eq!(
+        fresh.reader("main", "psi").unwrap().read_all().unwrap(),
+        bytemuck::cast_slice::<f64, u8>(&psi)
+    );
+}
