@@ -13,9 +13,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the volume plugin's tests need (mkfs.ext4 for its disk tier, a Docker
 # engine and busybox for the end-to-end tests), installed once when missing.
 if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null \
-    || ! command -v curl >/dev/null; then
+    || ! command -v curl >/dev/null || ! command -v socat >/dev/null; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl socat openssl >/dev/null
 fi
 
 ./scripts/cluster.sh install

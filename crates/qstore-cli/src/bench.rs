@@ -64,7 +64,7 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// Fill `buf` (complex128 amplitudes) with a state of `class`.
-fn generate(class: &str, buf: &mut [u8]) {
+pub(crate) fn generate(class: &str, buf: &mut [u8]) {
     let dim = (buf.len() / 16) as u64;
     let scale = 1.0 / (dim as f64).sqrt();
     let uniform = |i: u64| (splitmix(i) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_history;
+mod bench_remote;
 mod demo;
 mod output;
 mod run;
@@ -192,7 +193,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ScratchCmd,
     },
-    /// Measure qstore against raw file I/O on this machine, in one run (see the README).
+    /// Measure qstore against raw file I/O on this machine, in one run (see the README);
+    /// with --repo s3://..., against raw multipart PUT and ranged GET on that object store
+    /// (one size: the first of --sizes, 1G by default).
     Bench {
         /// Working directory (created and emptied by the benchmark).
         #[arg(long, default_value = "qstore-bench")]
@@ -323,8 +326,8 @@ enum Cmd {
         /// Start numbering states here (a restarted writer continues its sequence).
         #[arg(long, default_value_t = 0)]
         start: u64,
-        /// On a conflict (overlapping writers), a lapsed lease or an object gone under the
-        /// transaction, run the same commit again.
+        /// On a conflict (overlapping writers), a lapsed lease or a store that did not
+        /// answer, run the same commit again.
         #[arg(long)]
         retry: bool,
     },
@@ -946,7 +949,18 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|s| bench::parse_size(s))
                 .collect::<Result<Vec<_>>>()?;
-            bench::run(&dir, &sizes, &classes, json_out.as_ref(), &out)?
+            match cli.repo.as_deref() {
+                // A remote repository: qstore against the object store itself.
+                Some(r) if r.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("s3://")) => {
+                    let bytes = if sizes == [256 << 20, 1 << 30, 4 << 30] {
+                        1 << 30
+                    } else {
+                        sizes[0]
+                    };
+                    bench_remote::run(r, bytes, json_out.as_ref(), &out)?
+                }
+                _ => bench::run(&dir, &sizes, &classes, json_out.as_ref(), &out)?,
+            }
         }
         Cmd::Gc {
             dry_run,
@@ -1133,12 +1147,10 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 let id = loop {
                     match attempt() {
-                        // A lapsed lease (a node or etcd member went away) can also show
-                        // as a base object merged or collected under the transaction.
                         Err(
                             Error::Conflict { .. }
                             | Error::LeaseLost { .. }
-                            | Error::ObjectMissing { .. },
+                            | Error::Unavailable { .. },
                         ) if retry => continue,
                         r => break r?,
                     }

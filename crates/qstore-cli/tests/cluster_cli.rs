@@ -439,3 +439,35 @@ fn qstore_run_checkpoints_is_killed_and_resumes_on_the_cluster() {
         r.reader("clean", "final").unwrap().read_all().unwrap()
     );
 }
+
+#[test]
+fn the_remote_benchmark_runs_and_shows_dedup() {
+    let Some(c) = cluster() else { return };
+    let p = unique("bench");
+    let o = qstore(
+        &c.s3_address(&p),
+        Some(&c.refs(&p)),
+        &["bench", "--sizes", "16M", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let rows = v.as_array().unwrap();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        [
+            "raw multipart PUT",
+            "raw ranged GET",
+            "qstore put (commit)",
+            "qstore get (cold)",
+            "qstore put, one chunk changed"
+        ]
+    );
+    // Behaviour, not time: the first put uploads the state, the second about one chunk.
+    let first = rows[2]["uploaded_bytes"].as_u64().unwrap();
+    let second = rows[4]["uploaded_bytes"].as_u64().unwrap();
+    assert!(first >= 8 << 20, "the first put stored {first} bytes");
+    assert!(
+        second <= 2 << 20,
+        "one changed chunk uploaded {second} bytes"
+    );
+}

@@ -36,6 +36,8 @@ use std::time::Duration;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call keeps trying while no member answers.
 const UNAVAILABLE_FOR: Duration = Duration::from_secs(60);
+/// How long opening a ref store waits for a member to answer.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(8);
 /// How often a waiting lock taker looks again.
 const LOCK_POLL: Duration = Duration::from_millis(100);
 
@@ -48,6 +50,8 @@ pub struct EtcdClient {
     user: Option<(String, String)>,
     token: Arc<Mutex<Option<String>>>,
     described: String,
+    /// How long a call keeps trying while no member answers.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for EtcdClient {
@@ -164,6 +168,7 @@ impl EtcdClient {
             user,
             token: Arc::new(Mutex::new(None)),
             described: crate::address::RefsAddress::Etcd(a.clone()).describe(),
+            patience: UNAVAILABLE_FOR,
         })
     }
 
@@ -179,8 +184,18 @@ impl EtcdClient {
             .send()
             .await
             .map_err(|e| format!("transport: {e}"))?;
+        let status = r.status();
         let body = r.bytes().await.map_err(|e| format!("transport: {e}"))?;
-        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("transport: {e}"))?;
+        let v: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) if status.is_client_error() => {
+                return Err(format!(
+                    "authentication failed: HTTP {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ));
+            }
+            Err(e) => return Err(format!("transport: {e}")),
+        };
         match v.get("token").and_then(Value::as_str) {
             Some(t) => Ok(Some(t.to_string())),
             None => Err(format!("authentication failed: {v}")),
@@ -193,7 +208,7 @@ impl EtcdClient {
         let start = std::time::Instant::now();
         let mut last = String::new();
         let mut attempt = 0usize;
-        while start.elapsed() < UNAVAILABLE_FOR {
+        while start.elapsed() < self.patience {
             let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
             let base = &self.endpoints[i];
             let token = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -230,13 +245,24 @@ impl EtcdClient {
                 }
             };
             let status = resp.status();
-            let v: Value = match resp
-                .bytes()
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
+            let body = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    last = format!("{base}: {status}: {e}");
+                    self.rotate(i, &mut attempt).await;
+                    continue;
+                }
+            };
+            let v: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
+                // A refusal in plain text (the gateway's own checks): not worth retrying.
+                Err(_) if status.is_client_error() => {
+                    return Err(Error::InvalidArgument(format!(
+                        "etcd {} refused {path}: HTTP {status}: {}",
+                        self.described,
+                        String::from_utf8_lossy(&body).trim()
+                    )));
+                }
                 Err(e) => {
                     last = format!("{base}: {status}: {e}");
                     self.rotate(i, &mut attempt).await;
@@ -469,7 +495,11 @@ impl EtcdCoordination {
             prefix: a.prefix.clone(),
             lease_ttl: a.lease_ttl,
         };
-        c.client.get(&c.key("repository-id"))?;
+        // One read proves the members, TLS and credentials; a wrong address fails in
+        // seconds, not after the patience of a running repository.
+        let mut probe = c.client.clone();
+        probe.patience = CONNECT_PATIENCE;
+        probe.get(&c.key("repository-id"))?;
         Ok(c)
     }
 

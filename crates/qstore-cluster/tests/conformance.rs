@@ -404,3 +404,197 @@ fn the_probe_refuses_s3_refs_on_garage() {
     assert!(e.contains("does not honour conditional writes"), "{e}");
     assert!(e.contains("refs=etcd://"), "{e}");
 }
+
+/// A one-member etcd with TLS, client-certificate authentication and user/password auth,
+/// started by this test (certificates made with openssl).
+struct SecureEtcd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for SecureEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sh(cmd: &str, dir: &std::path::Path) {
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CA (`ca.pem`) and server and client certificates signed by it (for 127.0.0.1, no
+/// CommonName: etcd's gateway refuses client certificates with one when auth is on).
+fn make_certs(d: &std::path::Path) {
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=qstore-test-ca \
+           -keyout ca.key -out ca.pem 2>/dev/null && \
+         printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > ext && \
+         for n in server client; do \
+           openssl req -newkey rsa:2048 -nodes -subj /O=qstore-test -keyout $n.key -out $n.csr 2>/dev/null && \
+           openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+             -extfile ext -out $n.pem 2>/dev/null; \
+         done",
+        d,
+    );
+}
+
+fn secure_etcd() -> SecureEtcd {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = 39700 + (std::process::id() % 200) as u16;
+    make_certs(d);
+    let url = format!("https://127.0.0.1:{port}");
+    let child = std::process::Command::new("etcd")
+        .args([
+            "--data-dir",
+            d.join("data").to_str().unwrap(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{}", port + 1),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{}", port + 1),
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{}", port + 1),
+            "--cert-file",
+            "server.pem",
+            "--key-file",
+            "server.key",
+            "--trusted-ca-file",
+            "ca.pem",
+            "--client-cert-auth",
+        ])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("etcd (Debian etcd-server) is installed");
+    let ctl = format!(
+        "ETCDCTL_API=3 etcdctl --endpoints {url} --cacert ca.pem --cert client.pem --key client.key"
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        if std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{ctl} endpoint health"))
+            .current_dir(d)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(up, "secure etcd did not start");
+    sh(
+        &format!(
+            "{ctl} user add root:rootpw && {ctl} user grant-role root root && \
+             {ctl} user add qs:qspw && {ctl} role add qs && \
+             {ctl} role grant-permission qs --prefix=true readwrite tls/ && \
+             {ctl} user grant-role qs qs && {ctl} auth enable"
+        ),
+        d,
+    );
+    SecureEtcd { child, dir, port }
+}
+
+#[test]
+fn etcd_over_tls_with_client_certificates_and_password_auth_conforms() {
+    if common::cluster().is_none() {
+        return; // etcd is installed by the cluster script
+    }
+    let e = secure_etcd();
+    let d = e.dir.path().to_str().unwrap();
+    let base = format!(
+        "etcd://127.0.0.1:{}/tls/x?ca={d}/ca.pem&cert={d}/client.pem&key={d}/client.key&user=qs",
+        e.port
+    );
+    let connect = |s: &str| {
+        let qstore_cluster::RefsAddress::Etcd(a) = qstore_cluster::RefsAddress::parse(s).unwrap()
+        else {
+            unreachable!()
+        };
+        qstore_cluster::etcd::EtcdCoordination::connect(&a)
+    };
+    // SAFETY: no other test of this process reads or writes QSTORE_ETCD_PASSWORD.
+    unsafe { std::env::set_var("QSTORE_ETCD_PASSWORD", "wrong") };
+    let err = connect(&base).unwrap_err().to_string();
+    assert!(err.contains("authentication failed"), "{err}");
+    unsafe { std::env::set_var("QSTORE_ETCD_PASSWORD", "qspw") };
+    // Outside the user's permitted prefix: refused by etcd.
+    let err = connect(&base.replace("/tls/x", "/other"))
+        .map(|c| c.generation().map(|_| ()))
+        .and_then(|r| r)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("permission denied"), "{err}");
+    // Without the client certificate the TLS handshake fails.
+    let no_cert = format!(
+        "etcd://127.0.0.1:{}/tls/y?ca={d}/ca.pem&user=qs&lease_ttl=3",
+        e.port
+    );
+    assert!(connect(&no_cert).is_err());
+    let coord = connect(&base).unwrap();
+    coordination_suite(&coord, true);
+    unsafe { std::env::remove_var("QSTORE_ETCD_PASSWORD") };
+}
+
+#[test]
+fn s3_over_https_with_a_private_ca_conforms() {
+    let Some(c) = common::cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_certs(d);
+    // A TLS front for Garage (socat, from Debian), with the test CA's server certificate.
+    let port = 39600 + (std::process::id() % 90) as u16;
+    let backend = c.s3_endpoint.trim_start_matches("http://").to_string();
+    let mut proxy = std::process::Command::new("socat")
+        .args([
+            &format!(
+                "openssl-listen:{port},reuseaddr,fork,cert=server.pem,key=server.key,verify=0"
+            ),
+            &format!("tcp:{backend}"),
+        ])
+        .current_dir(d)
+        .spawn()
+        .expect("socat is installed (scripts/test-all.sh installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    let ep = format!("https://127.0.0.1:{port}");
+    let addr = |ca: bool| {
+        let mut a = format!(
+            "s3://{}/{}?endpoint={}&region=garage&cache_bytes=0",
+            c.bucket,
+            common::unique("https"),
+            common::enc(&ep)
+        );
+        if ca {
+            a += &format!("&ca={}", common::enc(d.join("ca.pem").to_str().unwrap()));
+        }
+        qstore_cluster::S3Address::parse(&a).unwrap()
+    };
+    // Without the private CA the server is not trusted.
+    let untrusted = qstore_cluster::s3::S3Storage::connect(&addr(false)).unwrap();
+    assert!(matches!(
+        untrusted.size("config.json"),
+        Err(Error::Unavailable { .. })
+    ));
+    let s = qstore_cluster::s3::S3Storage::connect(&addr(true)).unwrap();
+    storage_suite(&s, 20 << 20);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}

@@ -22,3 +22,31 @@ pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) ->
         items.into_par_iter().map(f).collect()
     }
 }
+
+/// Requests to remote storage in flight at once while reading a state (a pool of this many
+/// threads; `QSTORE_REMOTE_READS` overrides). Remote reads wait on the network, not the CPU,
+/// so they need more workers than there are cores.
+pub fn remote_reads() -> usize {
+    std::env::var("QSTORE_REMOTE_READS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(16)
+}
+
+/// Run `f` (which uses rayon) on the pool for remote reads, or on the global pool when that
+/// pool cannot be made.
+pub fn on_remote_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(remote_reads())
+            .thread_name(|i| format!("qstore-remote-read-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}

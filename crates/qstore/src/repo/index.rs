@@ -109,6 +109,12 @@ impl ObjectIndex {
                 }
                 // Vanished between the listing and the open (merged by another process).
                 Err(crate::Error::BlobNotFound(_)) => {}
+                // The store did not answer: not damage. Report it; the next refresh tries
+                // this pack again (marking it damaged would hide its objects for good).
+                Err(e @ crate::Error::Unavailable { .. }) => {
+                    self.reorder();
+                    return Err(e);
+                }
                 Err(e) => {
                     self.damaged.insert(id, e.to_string());
                 }

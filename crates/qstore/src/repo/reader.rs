@@ -148,10 +148,18 @@ impl StateReader {
         let keep = (end - offset) * 2 <= repo.cache_stats().capacity_bytes;
         let scratch = self.scratch.as_deref();
         let chunks = &self.manifest.chunks;
-        whole
-            .into_par_iter()
-            .try_for_each(|(i, buf)| fetch_chunk(repo, scratch, &chunks[i], buf, keep))
-            .map_err(|e| e.at_path(&self.path))
+        let fetch = || {
+            whole
+                .into_par_iter()
+                .try_for_each(|(i, buf)| fetch_chunk(repo, scratch, &chunks[i], buf, keep))
+        };
+        // Remote chunks wait on the network: many requests in flight, not one per core.
+        if repo.storage().prefers_few_requests() {
+            crate::par::on_remote_pool(fetch)
+        } else {
+            fetch()
+        }
+        .map_err(|e| e.at_path(&self.path))
     }
 
     fn read_u64(&mut self, offset: u64) -> Result<u64> {
