@@ -125,3 +125,105 @@ fn a_lost_swap_reply_is_one_commit_reported_as_success() {
         bytemuck::cast_slice::<f64, u8>(&psi)
     );
 }
+
+/// Real etcd coordination whose shared gc lock is given up at once: the holder behaves as a
+/// writer paused past its lease (its etcd lease expired), which the real service only does
+/// after a pause the test cannot schedule precisely.
+#[derive(Debug)]
+struct LapsedLeases {
+    inner: Arc<dyn Coordination>,
+}
+
+struct Lapsed;
+impl qstore::coord::LockGuard for Lapsed {}
+
+impl Coordination for LapsedLeases {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn refs(&self) -> &dyn RefStore {
+        self.inner.refs()
+    }
+    fn lock(&self, name: &str, mode: LockMode) -> qstore::Result<Lock> {
+        let held = self.inner.lock(name, mode)?;
+        drop(held); // the lease lapses right away
+        Ok(Box::new(Lapsed))
+    }
+    fn try_lock(&self, name: &str, mode: LockMode) -> qstore::Result<Option<Lock>> {
+        self.inner.try_lock(name, mode)
+    }
+    fn generation(&self) -> qstore::Result<u64> {
+        self.inner.generation()
+    }
+    fn bump_generation(&self) -> qstore::Result<u64> {
+        self.inner.bump_generation()
+    }
+    fn document(&self, name: &str) -> qstore::Result<Option<Vec<u8>>> {
+        self.inner.document(name)
+    }
+    fn put_document(&self, name: &str, body: &[u8]) -> qstore::Result<()> {
+        self.inner.put_document(name, body)
+    }
+    fn compare_and_swap_at(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        generation: u64,
+    ) -> qstore::Result<CasOutcome> {
+        self.inner
+            .compare_and_swap_at(name, expected, new, generation)
+    }
+    fn bind(&self, id: &str, create: bool) -> qstore::Result<()> {
+        self.inner.bind(id, create)
+    }
+}
+
+#[test]
+fn a_writer_paused_past_its_lease_cannot_commit_what_gc_deleted() {
+    let Some(c) = common::cluster() else { return };
+    qstore_cluster::register();
+    let address = c.repo("lapsed");
+    Repository::init(&address, Default::default()).unwrap();
+    let b = qstore_cluster::S3Connector;
+    let backends = qstore::backend::Connector::connect(&b, &address, false).unwrap();
+    let paused = Repository::open_parts(
+        &address,
+        backends.storage,
+        Arc::new(LapsedLeases {
+            inner: backends.coordination.unwrap(),
+        }),
+    )
+    .unwrap();
+    let head = paused.branch_head("main").unwrap();
+    let psi: Vec<f64> = (0..1 << 12).map(|i| i as f64).collect();
+    let mut tx = paused.transaction("main").unwrap();
+    tx.put(
+        "orphan",
+        &ArrayInfo {
+            dtype: DType::Complex128,
+            shape: vec![1 << 11],
+        },
+        bytemuck::cast_slice(&psi),
+        &PutOptions::default(),
+    )
+    .unwrap();
+    // While it is "paused", gc runs on another node with no grace: it finds no shared holder,
+    // and the state's chunks are referenced by nothing.
+    let gc_node = Repository::open(&address).unwrap();
+    gc_node
+        .gc(&qstore::GcOptions {
+            grace: std::time::Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+    // The writer wakes up: its commit is refused, the branch has not moved.
+    let e = tx.commit(CommitOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::LeaseLost { .. }), "{e}");
+    assert!(e.to_string().contains("nothing was committed"), "{e}");
+    assert_eq!(gc_node.branch_head("main").unwrap(), head);
+    assert!(gc_node.fsck(true).unwrap().problems.is_empty());
+}
