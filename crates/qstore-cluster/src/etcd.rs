@@ -637,12 +637,7 @@ impl RefStore for EtcdCoordination {
         for kv in self.client.range_prefix(&base)? {
             let k = String::from_utf8_lossy(&kv.key);
             let rest = k.strip_prefix(&base).unwrap_or(&k);
-            let name = match rest.split_once('/') {
-                Some(("branches", n)) => RefName::branch(n),
-                Some(("tags", n)) => RefName::tag(n),
-                _ => continue,
-            };
-            if let Ok(name) = name {
+            if let Ok(name) = RefName::from_key(rest) {
                 out.push((name, self.parse_ref(&kv)?));
             }
         }

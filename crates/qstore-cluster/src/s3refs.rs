@@ -389,12 +389,7 @@ impl RefStore for S3Coordination {
         let (s, _) = self.read()?;
         let mut out = Vec::new();
         for (k, v) in &s.refs {
-            let name = match k.split_once('/') {
-                Some(("branches", n)) => RefName::branch(n),
-                Some(("tags", n)) => RefName::tag(n),
-                _ => continue,
-            };
-            if let Ok(n) = name {
+            if let Ok(n) = RefName::from_key(k) {
                 out.push((n, self.parse_id(v)?));
             }
         }

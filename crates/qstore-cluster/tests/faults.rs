@@ -1,6 +1,7 @@
 //! Fault injection that the real services cannot produce on demand: the reply of a
 //! successful ref swap is lost (the swap happened in etcd, the writer sees a transport
-//! error). The commit must be reported once, as success, with no duplicate in history.
+//! error), and a writer's lease lapses while gc runs elsewhere. A lost reply is one commit,
+//! reported as success, with no duplicate; a lapsed writer's commit is refused.
 
 mod common;
 
@@ -10,15 +11,33 @@ use qstore::{ArrayInfo, CommitOptions, DType, Error, ObjectId, PutOptions, RefNa
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Real etcd coordination whose next `drop_replies` successful swaps lose their reply.
+/// Real etcd coordination with injected faults: the next `drop_replies` successful swaps lose
+/// their reply, and with `lapse_leases` every lock is given up as soon as it is taken (the
+/// holder behaves as a writer paused past its lease, which the real service only does after a
+/// pause the test cannot schedule precisely).
 #[derive(Debug)]
-struct LosesReplies {
+struct Faulty {
     inner: Arc<dyn Coordination>,
     drop_replies: AtomicU32,
     swaps: AtomicU32,
+    lapse_leases: bool,
 }
 
-impl Coordination for LosesReplies {
+struct Lapsed;
+impl qstore::coord::LockGuard for Lapsed {}
+
+impl Faulty {
+    fn new(inner: Arc<dyn Coordination>, drop_replies: u32, lapse_leases: bool) -> Arc<Self> {
+        Arc::new(Faulty {
+            inner,
+            drop_replies: AtomicU32::new(drop_replies),
+            swaps: AtomicU32::new(0),
+            lapse_leases,
+        })
+    }
+}
+
+impl Coordination for Faulty {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -29,7 +48,12 @@ impl Coordination for LosesReplies {
         self.inner.refs()
     }
     fn lock(&self, name: &str, mode: LockMode) -> qstore::Result<Lock> {
-        self.inner.lock(name, mode)
+        let held = self.inner.lock(name, mode)?;
+        if self.lapse_leases {
+            drop(held); // the lease lapses right away
+            return Ok(Box::new(Lapsed));
+        }
+        Ok(held)
     }
     fn try_lock(&self, name: &str, mode: LockMode) -> qstore::Result<Option<Lock>> {
         self.inner.try_lock(name, mode)
@@ -83,11 +107,7 @@ fn a_lost_swap_reply_is_one_commit_reported_as_success() {
     Repository::init(&address, Default::default()).unwrap();
     let b = qstore_cluster::S3Connector;
     let backends = qstore::backend::Connector::connect(&b, &address, false).unwrap();
-    let faulty = Arc::new(LosesReplies {
-        inner: backends.coordination.unwrap(),
-        drop_replies: AtomicU32::new(1),
-        swaps: AtomicU32::new(0),
-    });
+    let faulty = Faulty::new(backends.coordination.unwrap(), 1, false);
     let repo = Repository::open_parts(&address, backends.storage, faulty.clone()).unwrap();
     let before = repo.log("main", 100).unwrap().len();
     let psi: Vec<f64> = vec![0.6, 0.0, 0.0, 0.8];
@@ -126,62 +146,6 @@ fn a_lost_swap_reply_is_one_commit_reported_as_success() {
     );
 }
 
-/// Real etcd coordination whose shared gc lock is given up at once: the holder behaves as a
-/// writer paused past its lease (its etcd lease expired), which the real service only does
-/// after a pause the test cannot schedule precisely.
-#[derive(Debug)]
-struct LapsedLeases {
-    inner: Arc<dyn Coordination>,
-}
-
-struct Lapsed;
-impl qstore::coord::LockGuard for Lapsed {}
-
-impl Coordination for LapsedLeases {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn refs(&self) -> &dyn RefStore {
-        self.inner.refs()
-    }
-    fn lock(&self, name: &str, mode: LockMode) -> qstore::Result<Lock> {
-        let held = self.inner.lock(name, mode)?;
-        drop(held); // the lease lapses right away
-        Ok(Box::new(Lapsed))
-    }
-    fn try_lock(&self, name: &str, mode: LockMode) -> qstore::Result<Option<Lock>> {
-        self.inner.try_lock(name, mode)
-    }
-    fn generation(&self) -> qstore::Result<u64> {
-        self.inner.generation()
-    }
-    fn bump_generation(&self) -> qstore::Result<u64> {
-        self.inner.bump_generation()
-    }
-    fn document(&self, name: &str) -> qstore::Result<Option<Vec<u8>>> {
-        self.inner.document(name)
-    }
-    fn put_document(&self, name: &str, body: &[u8]) -> qstore::Result<()> {
-        self.inner.put_document(name, body)
-    }
-    fn compare_and_swap_at(
-        &self,
-        name: &RefName,
-        expected: Option<ObjectId>,
-        new: Option<ObjectId>,
-        generation: u64,
-    ) -> qstore::Result<CasOutcome> {
-        self.inner
-            .compare_and_swap_at(name, expected, new, generation)
-    }
-    fn bind(&self, id: &str, create: bool) -> qstore::Result<()> {
-        self.inner.bind(id, create)
-    }
-}
-
 #[test]
 fn a_writer_paused_past_its_lease_cannot_commit_what_gc_deleted() {
     let Some(c) = common::cluster() else { return };
@@ -193,9 +157,7 @@ fn a_writer_paused_past_its_lease_cannot_commit_what_gc_deleted() {
     let paused = Repository::open_parts(
         &address,
         backends.storage,
-        Arc::new(LapsedLeases {
-            inner: backends.coordination.unwrap(),
-        }),
+        Faulty::new(backends.coordination.unwrap(), 0, true),
     )
     .unwrap();
     let head = paused.branch_head("main").unwrap();
