@@ -192,19 +192,56 @@ impl S3Coordination {
     }
 
     /// Apply `f` to the state atomically (retrying while others change it); `f` returns
-    /// `Ok(None)` to leave the state as it is.
+    /// whether it changed the state (false: nothing is written) and the result.
     fn update<T>(
         &self,
-        mut f: impl FnMut(&mut State) -> qstore::Result<(Option<()>, T)>,
+        mut f: impl FnMut(&mut State) -> qstore::Result<(bool, T)>,
     ) -> qstore::Result<T> {
         loop {
             let (mut s, etag) = self.read()?;
             let (change, out) = f(&mut s)?;
-            if change.is_none() || self.write(&s, etag)? {
+            if !change || self.write(&s, etag)? {
                 return Ok(out);
             }
             std::thread::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20));
         }
+    }
+
+    /// A ref swap, also conditional on the gc generation when one is given: both live in
+    /// the state object, so one conditional write checks them together.
+    fn cas(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        generation: Option<u64>,
+    ) -> qstore::Result<CasOutcome> {
+        self.update(|s| {
+            let actual = s
+                .refs
+                .get(&name.key())
+                .map(|h| self.parse_id(h))
+                .transpose()?;
+            if actual != expected {
+                return Ok((false, CasOutcome::Mismatch { actual }));
+            }
+            if let Some(g) = generation
+                && s.generation != g
+            {
+                return Err(Error::LeaseLost {
+                    store: self.describe(),
+                    detail: format!(
+                        "garbage collection generation moved from {g} to {}",
+                        s.generation
+                    ),
+                });
+            }
+            match new {
+                Some(id) => s.refs.insert(name.key(), id.to_hex()),
+                None => s.refs.remove(&name.key()),
+            };
+            Ok((true, CasOutcome::Swapped))
+        })
     }
 
     fn parse_id(&self, hex: &str) -> qstore::Result<ObjectId> {
@@ -368,21 +405,7 @@ impl RefStore for S3Coordination {
         expected: Option<ObjectId>,
         new: Option<ObjectId>,
     ) -> qstore::Result<CasOutcome> {
-        self.update(|s| {
-            let actual = s
-                .refs
-                .get(&name.key())
-                .map(|h| self.parse_id(h))
-                .transpose()?;
-            if actual != expected {
-                return Ok((None, CasOutcome::Mismatch { actual }));
-            }
-            match new {
-                Some(id) => s.refs.insert(name.key(), id.to_hex()),
-                None => s.refs.remove(&name.key()),
-            };
-            Ok((Some(()), CasOutcome::Swapped))
-        })
+        self.cas(name, expected, new, None)
     }
 
     fn list(&self) -> qstore::Result<Vec<(RefName, ObjectId)>> {
@@ -420,7 +443,7 @@ impl Coordination for S3Coordination {
     fn bump_generation(&self) -> qstore::Result<u64> {
         self.update(|s| {
             s.generation += 1;
-            Ok((Some(()), s.generation))
+            Ok((true, s.generation))
         })
     }
     fn document(&self, name: &str) -> qstore::Result<Option<Vec<u8>>> {
@@ -431,7 +454,7 @@ impl Coordination for S3Coordination {
             .map_err(|_| Error::InvalidArgument("documents are UTF-8 text".into()))?;
         self.update(|s| {
             s.docs.insert(name.to_string(), text.clone());
-            Ok((Some(()), ()))
+            Ok((true, ()))
         })
     }
     fn compare_and_swap_at(
@@ -441,41 +464,17 @@ impl Coordination for S3Coordination {
         new: Option<ObjectId>,
         generation: u64,
     ) -> qstore::Result<CasOutcome> {
-        let store = self.describe();
-        self.update(|s| {
-            let actual = s
-                .refs
-                .get(&name.key())
-                .map(|h| self.parse_id(h))
-                .transpose()?;
-            if actual != expected {
-                return Ok((None, CasOutcome::Mismatch { actual }));
-            }
-            if s.generation != generation {
-                return Err(Error::LeaseLost {
-                    store: store.clone(),
-                    detail: format!(
-                        "garbage collection generation moved from {generation} to {}",
-                        s.generation
-                    ),
-                });
-            }
-            match new {
-                Some(id) => s.refs.insert(name.key(), id.to_hex()),
-                None => s.refs.remove(&name.key()),
-            };
-            Ok((Some(()), CasOutcome::Swapped))
-        })
+        self.cas(name, expected, new, Some(generation))
     }
     fn bind(&self, id: &str, create: bool) -> qstore::Result<()> {
         let store = self.describe();
         self.update(|s| {
             if s.repository_id.is_empty() && create {
                 s.repository_id = id.to_string();
-                return Ok((Some(()), ()));
+                return Ok((true, ()));
             }
             if s.repository_id == id {
-                return Ok((None, ()));
+                return Ok((false, ()));
             }
             Err(Error::RefStoreMismatch {
                 store: store.clone(),
