@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const METADATA_LIMIT: u64 = 1 << 30;
+/// How many times a read follows an object whose pack went away before giving up.
+const PACK_GONE_ATTEMPTS: u32 = 12;
 /// Decoded tree nodes kept per repository handle.
 const NODE_CACHE_ENTRIES: usize = 16_384;
 
@@ -405,16 +407,10 @@ impl Repository {
                 o.entry.offset
             )
         };
-        let mut o = self.locate(id, ObjectKind::Chunk)?;
-        match self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o)) {
-            Ok(_) => {}
-            Err(Error::ObjectMissing { .. }) => {
-                self.refresh_index()?;
-                o = self.locate(id, ObjectKind::Chunk)?;
-                self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(&o))?;
-            }
-            Err(e) => return Err(e),
-        }
+        let o = self.at_current_location(id, ObjectKind::Chunk, |o| {
+            self.read_record(&o.location(), id, ObjectKind::Chunk, out, &|| what(o))?;
+            Ok(*o)
+        })?;
         if ObjectId::of_chunk(out) != *id {
             return Err(Error::corrupt(
                 what(&o),
@@ -422,6 +418,40 @@ impl Repository {
             ));
         }
         Ok(())
+    }
+
+    /// Run `read` on where the index says object `id` lives; while its pack is gone (merged
+    /// or rewritten by another process since the index was synchronised), resynchronise and
+    /// run it again. A merge writes its output before it deletes its sources, so each retry
+    /// finds the object in a newer pack; under heavy merging (many writers, gc) one object
+    /// can move several times while a reader catches up. The bound only stops a store that
+    /// keeps listing a pack it cannot serve.
+    fn at_current_location<T>(
+        &self,
+        id: &ObjectId,
+        kind: ObjectKind,
+        mut read: impl FnMut(&IndexedObject) -> Result<T>,
+    ) -> Result<T> {
+        let mut gone: Option<crate::id::PackId> = None;
+        let mut attempt = 0u32;
+        loop {
+            let o = self.locate(id, kind)?;
+            match read(&o) {
+                Err(e @ Error::ObjectMissing { .. }) => {
+                    attempt += 1;
+                    if attempt >= PACK_GONE_ATTEMPTS {
+                        return Err(e);
+                    }
+                    if gone == Some(o.pack) {
+                        // Listed but not served: give a lagging listing a moment.
+                        std::thread::sleep(std::time::Duration::from_millis(20 * attempt as u64));
+                    }
+                    gone = Some(o.pack);
+                    self.refresh_index()?;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// The version and body of metadata object `id` of `kind` (the body not yet decoded, its
@@ -437,24 +467,15 @@ impl Repository {
         {
             return Ok((*v, body.to_vec()));
         }
-        let once = || -> Result<(u8, Vec<u8>)> {
-            let o = self.locate(id, kind)?;
-            let what = || format!("{} {}", kind.name(), id.short());
+        let what = || format!("{} {}", kind.name(), id.short());
+        self.at_current_location(id, kind, |o| {
             if o.entry.raw_len > METADATA_LIMIT {
                 return Err(Error::corrupt(what(), "implausibly large"));
             }
             let mut body = vec![0u8; o.entry.raw_len as usize];
             let h = self.read_record(&o.location(), id, kind, &mut body, &what)?;
             Ok((h.version, body))
-        };
-        match once() {
-            Err(Error::ObjectMissing { .. }) => {
-                // Another process may have merged or rewritten the pack: resynchronise once.
-                self.refresh_index()?;
-                once()
-            }
-            r => r,
-        }
+        })
     }
 
     pub(crate) fn read_metadata<T: MetadataObject>(&self, id: &ObjectId) -> Result<T> {
@@ -639,5 +660,122 @@ pub(crate) struct LegacyWalk {
 impl NodeSource for Repository {
     fn node(&self, id: &ObjectId) -> Result<Arc<TreeNode>> {
         self.tree_node(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::coord::memory::MemoryCoordination;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::{BlobMeta, BlobWriter, PutMode, PutOutcome, Storage};
+    use crate::{ArrayInfo, CommitOptions, DType, ObjectId, PutOptions, RepoConfig, Repository};
+    use std::sync::{Arc, Mutex};
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// Memory storage that runs a hook (once) when a given record is about to be read.
+    #[derive(Default)]
+    struct Hooked {
+        inner: MemoryStorage,
+        hook: Mutex<Option<(String, u64, Hook)>>,
+    }
+
+    impl std::fmt::Debug for Hooked {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Hooked")
+        }
+    }
+
+    impl Storage for Hooked {
+        fn put(&self, key: &str, data: &[u8], mode: PutMode) -> crate::Result<PutOutcome> {
+            self.inner.put(key, data, mode)
+        }
+        fn writer(&self, key: &str) -> crate::Result<Box<dyn BlobWriter>> {
+            self.inner.writer(key)
+        }
+        fn get(&self, key: &str) -> crate::Result<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn read_at(&self, key: &str, offset: u64, buf: &mut [u8]) -> crate::Result<()> {
+            let fire = {
+                let mut h = self.hook.lock().unwrap();
+                match h.as_ref() {
+                    Some((k, o, _)) if k == key && *o == offset => h.take().map(|(_, _, f)| f),
+                    _ => None,
+                }
+            };
+            if let Some(f) = fire {
+                f();
+            }
+            self.inner.read_at(key, offset, buf)
+        }
+        fn size(&self, key: &str) -> crate::Result<u64> {
+            self.inner.size(key)
+        }
+        fn list(&self, prefix: &str) -> crate::Result<Vec<BlobMeta>> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> crate::Result<()> {
+            self.inner.delete(key)
+        }
+    }
+
+    fn commit(repo: &Repository, path: &str, v: f64) -> ObjectId {
+        let mut tx = repo.transaction("main").unwrap();
+        let amps = [v, 0.0, 0.0, v];
+        tx.put(
+            path,
+            &ArrayInfo {
+                dtype: DType::Complex128,
+                shape: vec![2],
+            },
+            bytemuck::cast_slice(&amps),
+            &PutOptions::default(),
+        )
+        .unwrap();
+        tx.commit(CommitOptions::default()).unwrap()
+    }
+
+    /// A reader whose index is two merges behind: the object's pack is gone, and the pack
+    /// it moved to goes too before the reader gets there. The read follows it.
+    #[test]
+    fn a_read_follows_an_object_through_successive_merges() {
+        let storage = Arc::new(Hooked::default());
+        let coord = Arc::new(MemoryCoordination::default());
+        let writer = Repository::init_parts(
+            "memory://hooked",
+            storage.clone(),
+            coord.clone(),
+            RepoConfig::default(),
+        )
+        .unwrap();
+        let x = commit(&writer, "a", 1.0);
+        let reader = Repository::open_parts("memory://hooked", storage.clone(), coord).unwrap();
+        assert!(reader.has_object(&x));
+        // First move: the reader's pack is merged away.
+        commit(&writer, "b", 2.0);
+        assert!(writer.repack(false).unwrap().packs_merged >= 2);
+        let moved = writer
+            .locate(&x, crate::format::ObjectKind::Commit)
+            .unwrap();
+        // Second move, just as the reader arrives at the first new home.
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w, f) = (writer.clone(), fired.clone());
+        *storage.hook.lock().unwrap() = Some((
+            moved.pack.key(),
+            moved.entry.offset,
+            Box::new(move || {
+                commit(&w, "c", 3.0);
+                assert!(w.repack(false).unwrap().packs_merged >= 2);
+                f.store(true, std::sync::atomic::Ordering::SeqCst);
+            }),
+        ));
+        let c = reader.commit(&x).unwrap();
+        assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(c, writer.commit(&x).unwrap());
+        let now = reader
+            .locate(&x, crate::format::ObjectKind::Commit)
+            .unwrap();
+        assert_ne!(now.pack, moved.pack);
     }
 }
