@@ -35,6 +35,16 @@ pub enum Error {
     #[error("{service} unavailable: {reason}")]
     Unavailable { service: String, reason: String },
 
+    /// A push or pull that would drop commits the destination ref has (it is not an ancestor
+    /// of what is being sent), or a tag that names another commit there.
+    #[error("{what} {name:?} on {destination}: {detail}")]
+    NotFastForward {
+        what: &'static str,
+        name: String,
+        destination: String,
+        detail: String,
+    },
+
     /// A branch, tag or commit id that does not exist.
     #[error("ref not found: {0:?} is not a branch, tag or commit id in this repository")]
     RefNotFound(String),
@@ -201,9 +211,11 @@ impl Error {
             RefNotFound(_) | PathNotFound { .. } | RepositoryNotFound(_) | BlobNotFound(_) => {
                 ErrorCategory::NotFound
             }
-            Conflict { .. } | RefExists(_) | RepositoryExists(_) | LeaseLost { .. } => {
-                ErrorCategory::Conflict
-            }
+            Conflict { .. }
+            | NotFastForward { .. }
+            | RefExists(_)
+            | RepositoryExists(_)
+            | LeaseLost { .. } => ErrorCategory::Conflict,
             Corrupt { .. } | ObjectMissing { .. } | UnsupportedVersion { .. } => {
                 ErrorCategory::Corrupt
             }

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod diff;
+pub mod drain;
 pub mod fsck;
 pub mod gc;
 pub mod index;
@@ -15,14 +16,17 @@ pub mod ingest;
 pub mod merge;
 pub mod objects;
 pub mod reader;
+pub mod remotes;
 pub mod scratch;
 pub mod stats;
 pub mod transaction;
+pub mod transfer;
 pub mod tree;
 pub mod upgrade;
 pub mod writer;
 
 pub use checkpoint::PendingCommit;
+pub use drain::{Drain, DrainReport};
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::{EncodingChoice, PutOptions};
@@ -31,6 +35,9 @@ pub use objects::IoCounters;
 pub use reader::StateReader;
 pub use scratch::{Scratch, ScratchOptions, ScratchUsage, StateHandle};
 pub use transaction::{CommitOptions, Transaction};
+pub use transfer::{
+    RefChange, RefSpec, RefUpdate, TransferOptions, TransferProgress, TransferReport, transfer,
+};
 pub use writer::PutStats;
 
 use crate::backend::Backends;

@@ -420,6 +420,85 @@ impl Repository {
         Ok(())
     }
 
+    /// The record of object `id` as stored (its header, and its payload still encoded),
+    /// checked on the way: the header names the object, and the decoded bytes hash to its
+    /// id. Copying objects between repositories forwards records without re-encoding them
+    /// and never spreads damage.
+    pub(crate) fn verified_record(
+        &self,
+        id: &ObjectId,
+        kind: ObjectKind,
+    ) -> Result<(RecordHeader, Vec<u8>)> {
+        self.at_current_location(id, kind, |o| {
+            let what = || {
+                format!(
+                    "{} {} (pack {} offset {})",
+                    kind.name(),
+                    id.short(),
+                    o.pack,
+                    o.entry.offset
+                )
+            };
+            let loc = o.location();
+            if kind != ObjectKind::Chunk && o.entry.raw_len > METADATA_LIMIT {
+                return Err(Error::corrupt(what(), "implausibly large"));
+            }
+            if loc.payload_len > o.entry.raw_len.saturating_mul(2) + 1024 {
+                return Err(Error::corrupt(
+                    what(),
+                    "payload larger than any codec produces",
+                ));
+            }
+            let mut rec = vec![0u8; RECORD_HEADER_LEN + loc.payload_len as usize];
+            self.storage()
+                .read_at(&loc.pack.key(), loc.offset, &mut rec)
+                .map_err(|e| match e {
+                    Error::BlobNotFound(_) => Error::ObjectMissing {
+                        id: id.to_hex(),
+                        kind: kind.name(),
+                        context: format!(" (pack {} is gone)", loc.pack),
+                    },
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                    {
+                        Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
+                    }
+                    e => e,
+                })?;
+            let h = RecordHeader::decode(&rec[..RECORD_HEADER_LEN])
+                .map_err(|d| Error::corrupt(what(), d))?;
+            if h.id != *id
+                || h.kind != kind
+                || h.payload_len != loc.payload_len
+                || (h.codec == crate::codec::Codec::Raw && h.payload_len != h.raw_len)
+            {
+                return Err(Error::corrupt(what(), "record header does not match"));
+            }
+            let payload = rec.split_off(RECORD_HEADER_LEN);
+            let decoded;
+            let raw: &[u8] = if h.codec == crate::codec::Codec::Raw {
+                &payload
+            } else {
+                let mut out = vec![0u8; h.raw_len as usize];
+                decode(h.codec, h.elem as usize, &payload, &mut out)
+                    .map_err(|d| Error::corrupt(what(), d))?;
+                decoded = out;
+                &decoded
+            };
+            let actual = match kind {
+                ObjectKind::Chunk => ObjectId::of_chunk(raw),
+                k => ObjectId::of_object(k as u8, h.version, raw),
+            };
+            if actual != *id {
+                return Err(Error::corrupt(
+                    what(),
+                    "hash mismatch: the stored bytes are damaged",
+                ));
+            }
+            Ok((h, payload))
+        })
+    }
+
     /// Run `read` on where the index says object `id` lives; while its pack is gone (merged
     /// or rewritten by another process since the index was synchronised), resynchronise and
     /// run it again. A merge writes its output before it deletes its sources, so each retry
