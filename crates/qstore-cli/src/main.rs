@@ -7,6 +7,7 @@ mod bench_history;
 mod bench_remote;
 mod demo;
 mod output;
+mod remote;
 mod run;
 mod sparse_json;
 
@@ -74,6 +75,9 @@ enum Cmd {
         /// Packs smaller than this are small (e.g. 32M).
         #[arg(long, default_value = "32M", value_parser = parse_bytes)]
         merge_pack_bytes: u64,
+        /// A writer starts a new pack once the current one reaches this size (e.g. 256M).
+        #[arg(long, default_value = "256M", value_parser = parse_bytes)]
+        pack_size: u64,
     },
     /// Rewrite a repository of an older format (version 1) as the current one, in place,
     /// keeping every commit id; older qstore builds cannot open it afterwards.
@@ -224,6 +228,40 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         history_commits: usize,
     },
+    /// Copy repository SRC to a new repository DST: every branch and tag, deduplicated; DST
+    /// records SRC as its remote `origin`. `--refs` names DST's ref store when DST is s3://.
+    Clone {
+        /// The repository to copy (a path, memory://, s3://...).
+        src: String,
+        /// Where to create the copy.
+        dst: String,
+    },
+    /// Send branches and tags to another repository: only the objects it lacks, refs moved by
+    /// compare-and-swap, only forward unless --force. Refs: NAME or SRC:DST (default: every
+    /// branch and tag).
+    Push {
+        /// A remote's name (default `origin`) or an address.
+        remote: Option<String>,
+        refs: Vec<String>,
+        /// Move a destination branch even when that drops its commits, or replace a tag.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fetch branches and tags from another repository into this one (like push, the other
+    /// way). Refs: NAME or SRC:DST (default: every branch and tag of the remote).
+    Pull {
+        /// A remote's name (default `origin`) or an address.
+        remote: Option<String>,
+        refs: Vec<String>,
+        /// Move a local branch even when that drops its commits, or replace a tag.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Named remotes: `remote add NAME ADDRESS`, `remote rm NAME`, `remote ls`.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
     /// Simulate an OpenQASM 2.0 circuit into the repository (created when missing), with
     /// asynchronous checkpoints; `--resume` continues from the latest checkpoint of the branch.
     Run {
@@ -270,6 +308,11 @@ enum Cmd {
         /// store the final density matrix at --output.
         #[arg(long)]
         density_matrix: bool,
+        /// Push the run's branch to this remote (a name or an address; created when missing)
+        /// in the background as checkpoints land: checkpoints at local speed, the shared
+        /// store catches up.
+        #[arg(long)]
+        drain_to: Option<String>,
     },
     /// Serve the Docker volume plugin (legacy protocol) on a unix socket; volumes live under
     /// --root and are snapshotted into the repository.
@@ -341,6 +384,22 @@ fn loop_amplitude(i: u64, k: u64) -> f64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+}
+
+#[derive(Subcommand)]
+enum RemoteCmd {
+    /// Record remote NAME at ADDRESS.
+    Add {
+        name: String,
+        address: String,
+        /// Replace a remote of that name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Forget remote NAME.
+    Rm { name: String },
+    /// List the remotes.
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -576,6 +635,7 @@ fn run(cli: Cli) -> Result<()> {
             chunk_size,
             merge_threshold,
             merge_pack_bytes,
+            pack_size,
         } => {
             let address = match path {
                 Some(p) => qstore_cluster::with_refs(&p, cli.refs.as_deref()),
@@ -585,6 +645,7 @@ fn run(cli: Cli) -> Result<()> {
                 chunk_size,
                 merge_threshold,
                 merge_pack_bytes,
+                pack_target_bytes: pack_size,
                 ..RepoConfig::default()
             };
             let repo = Repository::init(&address, config)?;
@@ -611,6 +672,50 @@ fn run(cli: Cli) -> Result<()> {
                     format!("{} is already format version {}", r.address, r.to_version)
                 }
             });
+        }
+        Cmd::Clone { src, dst } => {
+            let dst = qstore_cluster::with_refs(&dst, cli.refs.as_deref());
+            remote::clone(&src, &dst, &out)?;
+        }
+        Cmd::Push {
+            remote: r,
+            refs,
+            force,
+        } => remote::push(&open(&cli.repo)?, r, &refs, force, &out)?,
+        Cmd::Pull {
+            remote: r,
+            refs,
+            force,
+        } => remote::pull(&open(&cli.repo)?, r, &refs, force, &out)?,
+        Cmd::Remote { cmd } => {
+            let repo = open(&cli.repo)?;
+            match cmd {
+                RemoteCmd::Add {
+                    name,
+                    address,
+                    replace,
+                } => {
+                    repo.add_remote(&name, &address, replace)?;
+                    out.emit(json!({"remote": name, "address": address}), || {
+                        format!("remote {name} = {address}")
+                    });
+                }
+                RemoteCmd::Rm { name } => {
+                    repo.remove_remote(&name)?;
+                    out.emit(json!({"removed": name}), || {
+                        format!("removed remote {name}")
+                    });
+                }
+                RemoteCmd::Ls => {
+                    let r = repo.remotes()?;
+                    out.emit(serde_json::to_value(&r)?, || {
+                        r.iter()
+                            .map(|(n, a)| format!("{n}\t{a}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    });
+                }
+            }
         }
         Cmd::Repack { all } => {
             let repo = open(&cli.repo)?;
@@ -836,7 +941,14 @@ fn run(cli: Cli) -> Result<()> {
             save,
             dtype,
             density_matrix,
+            drain_to,
         } => {
+            if drain_to.is_some() && (density_matrix || trajectories.is_some()) {
+                return Err(UsageError(
+                    "--drain-to applies to checkpointed single runs, not to --density-matrix or --trajectories (push the branch afterwards)".into(),
+                )
+                .into());
+            }
             let precision = if dtype == "complex64" {
                 qstore_sim::Precision::Single
             } else {
@@ -915,6 +1027,7 @@ fn run(cli: Cli) -> Result<()> {
                             seed,
                             abort_after,
                         },
+                        drain_to.as_deref(),
                         &out,
                     )?
                 }

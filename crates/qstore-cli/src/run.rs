@@ -96,10 +96,29 @@ pub fn study(
 }
 
 /// Run `circuit` on the repository at `address` (created when missing).
-pub fn run(address: &str, circuit: &Path, opts: RunOptions, out: &Out) -> Result<()> {
+pub fn run(
+    address: &str,
+    circuit: &Path,
+    opts: RunOptions,
+    drain_to: Option<&str>,
+    out: &Out,
+) -> Result<()> {
     let (source, program) = load(circuit)?;
     let repo = Repository::open_or_init(address)?;
+    let drain = match drain_to {
+        Some(remote) => {
+            let target = repo.open_or_create_like(&repo.remote_address(remote)?)?;
+            Some(qstore::repo::Drain::start(
+                &repo,
+                target,
+                &opts.branch,
+                std::time::Duration::from_millis(500),
+            ))
+        }
+        None => None,
+    };
     let r = qstore_sim::run(&repo, &source, &program, &opts)?;
+    let drained = drain.map(|d| d.finish());
     let overhead = r.checkpoint_overhead();
     out.emit(
         json!({
@@ -108,7 +127,7 @@ pub fn run(address: &str, circuit: &Path, opts: RunOptions, out: &Out) -> Result
             "seconds": r.wall_seconds, "sim_seconds": r.sim_seconds, "checkpoints": r.checkpoints,
             "checkpoint_bytes": r.checkpoint_bytes, "checkpoint_seconds": r.checkpoint_seconds,
             "checkpoint_overhead": overhead, "branch": opts.branch, "output": r.output,
-            "commit": r.final_commit, "clbits": r.clbits,
+            "commit": r.final_commit, "clbits": r.clbits, "drain": drained,
         }),
         || {
             if r.already_done {
@@ -145,6 +164,9 @@ pub fn run(address: &str, circuit: &Path, opts: RunOptions, out: &Out) -> Result
             );
             if !r.clbits.is_empty() {
                 s += &format!(", classical bits {}", r.clbits.chars().rev().collect::<String>());
+            }
+            if let Some(d) = &drained {
+                s += &format!("\n{}", drain_line(d));
             }
             s
         },
@@ -186,4 +208,33 @@ pub fn density(
         },
     );
     Ok(())
+}
+
+/// The run summary's line about the drain.
+fn drain_line(d: &qstore::repo::DrainReport) -> String {
+    let head = |h: &Option<String>| {
+        h.as_deref()
+            .map_or("nothing".to_string(), |h| h[..12].to_string())
+    };
+    let mut s = format!(
+        "drain to {}: {} commits sent ({}) in {} pushes; remote {} at {}, ",
+        d.remote,
+        d.commits_sent,
+        human_bytes(d.bytes_sent as u128),
+        d.pushes,
+        d.branch,
+        head(&d.remote_head)
+    );
+    if d.behind == 0 {
+        s += "caught up";
+    } else {
+        s += &format!(
+            "{} commits behind (run `qstore push` to catch up)",
+            d.behind
+        );
+    }
+    if let Some(e) = &d.last_error {
+        s += &format!("; last push failed: {e}");
+    }
+    s
 }

@@ -30,6 +30,15 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// A relative local path made absolute (a remote is used from any working directory);
+/// other addresses as they are.
+fn absolute_path(address: &str) -> String {
+    if address.contains("://") {
+        return address.to_string();
+    }
+    std::path::absolute(address).map_or_else(|_| address.to_string(), |p| p.display().to_string())
+}
+
 /// True when `s` is written as an address rather than a remote name.
 fn looks_like_address(s: &str) -> bool {
     s.contains("://") || s.contains('/') || s.starts_with('.') || s.starts_with('~')
@@ -62,6 +71,7 @@ impl Repository {
             return Err(Error::InvalidArgument("an empty remote address".into()));
         }
         self.check_writable()?;
+        let address = &absolute_path(address);
         let mut r = self.remotes()?;
         if !replace && r.get(name).is_some_and(|a| a != address) {
             return Err(Error::InvalidArgument(format!(

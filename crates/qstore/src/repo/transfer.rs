@@ -151,6 +151,9 @@ pub struct TransferReport {
 
 /// Records read (and checked) in one batch while the previous batch is written.
 const BATCH_BYTES: u64 = 32 << 20;
+/// The largest pack a transfer writes (smaller than a repository's usual target: what a
+/// killed transfer had sent is kept pack by pack).
+const TRANSFER_PACK_BYTES: u64 = 64 << 20;
 /// How often a ref swap is repeated while the destination's ref store is unavailable.
 const SWAP_RETRIES: u32 = 20;
 
@@ -227,8 +230,9 @@ pub fn transfer(
                             } else {
                                 format!(
                                     "it is at commit {}, which {} does not contain: not a \
-                                     fast-forward (pull and merge first, or pass --force to \
-                                     drop the destination's commits)",
+                                     fast-forward, the histories diverged (commit on top of \
+                                     the other side's head first, or pass --force to replace \
+                                     it and drop its commits there)",
                                     o.short(),
                                     p.new.short()
                                 )
@@ -637,6 +641,8 @@ fn send(
     let remote = src.storage().prefers_few_requests();
     let packs_before = dst.io_counters().packs_written;
     let mut writer = ObjectWriter::new(dst.clone());
+    // Packs land often, so a transfer killed midway keeps most of what it sent.
+    writer.set_pack_target(dst.config().pack_target_bytes.min(TRANSFER_PACK_BYTES));
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<_>>>(1);
         let reader = s.spawn(move || {

@@ -87,17 +87,25 @@ pub struct ObjectWriter {
     written: HashMap<ObjectId, (Location, Codec)>,
     /// Full packs being made durable in the background.
     finishing: Vec<Finishing>,
+    /// A pack is finished once it reaches this size.
+    pack_target: u64,
 }
 
 impl ObjectWriter {
     /// A writer for `repo`.
     pub fn new(repo: Repository) -> Self {
         ObjectWriter {
+            pack_target: repo.config().pack_target_bytes,
             repo,
             pack: None,
             written: HashMap::new(),
             finishing: Vec::new(),
         }
+    }
+
+    /// Finish packs at `bytes` instead of the repository's pack target.
+    pub fn set_pack_target(&mut self, bytes: u64) {
+        self.pack_target = bytes.max(1);
     }
 
     /// Where an existing copy of chunk `id` lives, if any.
@@ -126,7 +134,7 @@ impl ObjectWriter {
             .counters
             .record_written(header.kind, payload.len() as u64);
         self.written.insert(header.id, (loc, header.codec));
-        if pack.len() >= self.repo.config().pack_target_bytes {
+        if pack.len() >= self.pack_target {
             // Finish a full pack in the background: its fsync overlaps with the chunks that
             // follow. `flush` waits for it before anything can refer to it.
             if let Some(p) = self.pack.take() {
