@@ -6,7 +6,12 @@
 //!   acknowledged commit reads back bit-exact and is in the branch's history, no update is
 //!   lost (counted), and `fsck --full` is clean;
 //! - a missing or mismatched ref store is refused with what to pass;
-//! - `qstore run` checkpoints, is killed with -9 and resumes, on the cluster.
+//! - `qstore run` checkpoints, is killed with -9 and resumes, on the cluster;
+//! - clone, push and pull between a local repository and the cluster: identical refs and
+//!   states, one changed chunk sends one chunk, a concurrent commit refuses a plain push, a
+//!   push killed with -9 twice converges, `fsck --full` clean on every side;
+//! - `qstore run --drain-to` the cluster, killed and resumed: the remote ends with every
+//!   checkpoint the local branch has.
 //!
 //! Skipped (with a message) when the cluster is not running, unless `QSTORE_REQUIRE_CLUSTER`
 //! is set (the README's test command sets it).
@@ -469,5 +474,193 @@ fn the_remote_benchmark_runs_and_shows_dedup() {
     assert!(
         second <= 2 << 20,
         "one changed chunk uploaded {second} bytes"
+    );
+}
+
+/// Incompressible amplitudes (finite doubles) of state `seed`, `n` complex128 values.
+fn noise_amps(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..2 * n)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5).to_le_bytes()
+        })
+        .collect()
+}
+
+fn put_state(repo: &Repository, path: &str, data: &[u8]) {
+    let mut tx = repo.transaction("main").unwrap();
+    tx.put(
+        path,
+        &qstore::ArrayInfo {
+            dtype: qstore::DType::Complex128,
+            shape: vec![data.len() as u64 / 16],
+        },
+        data,
+        &qstore::repo::PutOptions::default(),
+    )
+    .unwrap();
+    tx.commit(qstore::CommitOptions::default()).unwrap();
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+#[test]
+fn clone_push_and_pull_between_a_local_repository_and_the_cluster() {
+    let Some(c) = cluster() else { return };
+    qstore_cluster::register();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local");
+    let back = dir.path().join("back");
+    let (l, b) = (local.to_str().unwrap(), back.to_str().unwrap());
+    let p = unique("xfer");
+    let remote = qstore_cluster::with_refs(&c.s3_address(&p), Some(&c.refs(&p)));
+    ok(&qstore(l, None, &["init", l, "--chunk-size", "65536"]));
+    let lr = Repository::open(l).unwrap();
+    let mut s = noise_amps(1 << 17, 1); // 2 MiB in 32 chunks
+    put_state(&lr, "run/s", &s);
+    ok(&qstore(l, None, &["tag", "v1"]));
+
+    // Local -> cluster (clone creates the repository there), then cluster -> local.
+    let v = json_of(&qstore(l, None, &["--json", "clone", l, &remote]));
+    assert_eq!(v["chunks_sent"], 32, "{v}");
+    let v = json_of(&qstore(l, None, &["--json", "clone", &remote, b]));
+    assert_eq!(v["chunks_sent"], 32, "{v}");
+    let rr = Repository::open(&remote).unwrap();
+    let br = Repository::open(b).unwrap();
+    for r in [&rr, &br] {
+        assert_eq!(r.refs().unwrap(), lr.refs().unwrap());
+        assert_eq!(r.reader("v1", "run/s").unwrap().read_all().unwrap(), s);
+    }
+
+    // One changed chunk: about one chunk goes over the wire.
+    s[16 * 5000] ^= 1;
+    put_state(&lr, "run/s", &s);
+    ok(&qstore(l, None, &["remote", "add", "cluster", &remote]));
+    let v = json_of(&qstore(l, None, &["--json", "push", "cluster", "main"]));
+    assert_eq!(v["chunks_sent"], 1, "{v}");
+    assert!(v["bytes_sent"].as_u64().unwrap() < 65536 + 8192, "{v}");
+    let v = json_of(&qstore(b, None, &["--json", "pull"]));
+    assert_eq!(v["chunks_sent"], 1, "{v}");
+    assert_eq!(br.reader("main", "run/s").unwrap().read_all().unwrap(), s);
+
+    // A concurrent commit on the cluster: a plain push fails with a clear message.
+    put_state(&rr, "theirs", &noise_amps(64, 2));
+    put_state(&lr, "mine", &noise_amps(64, 3));
+    let o = qstore(l, None, &["push", "cluster", "main"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a fast-forward"));
+
+    // A push of a big state killed with SIGKILL twice, then run again: converges.
+    let big = noise_amps(1 << 20, 4); // 16 MiB, 256 chunks
+    let mut tx = lr.transaction("main").unwrap();
+    tx.put(
+        "big",
+        &qstore::ArrayInfo {
+            dtype: qstore::DType::Complex128,
+            shape: vec![1 << 20],
+        },
+        &big,
+        &qstore::repo::PutOptions::default(),
+    )
+    .unwrap();
+    tx.commit(qstore::CommitOptions::default()).unwrap();
+    for wait_ms in [300u64, 900] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qstore"))
+            .env("QSTORE_REPO", l)
+            .args(["push", "cluster", "main:big", "--force"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ok(&qstore(l, None, &["push", "cluster", "main:big"]));
+    let rr = Repository::open(&remote).unwrap();
+    assert_eq!(rr.resolve("big").unwrap(), lr.branch_head("main").unwrap());
+    assert_eq!(rr.reader("big", "big").unwrap().read_all().unwrap(), big);
+    for r in [l, &remote, b] {
+        ok(&qstore(r, None, &["fsck", "--full"]));
+    }
+}
+
+#[test]
+fn a_run_drains_its_checkpoints_to_the_cluster_and_catches_up_after_a_kill() {
+    let Some(c) = cluster() else { return };
+    qstore_cluster::register();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local");
+    let l = local.to_str().unwrap();
+    let p = unique("drain");
+    let remote = qstore_cluster::with_refs(&c.s3_address(&p), Some(&c.refs(&p)));
+    let file = dir.path().join("c.qasm");
+    let mut s = String::from("OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[14];\n");
+    for l in 0..12 {
+        for q in 0..14 {
+            s += &format!(
+                "rx({}) q[{q}];\nrz({}) q[{q}];\n",
+                0.3 + 0.01 * q as f64,
+                0.1 * l as f64
+            );
+        }
+        for q in 0..13 {
+            s += &format!("cx q[{q}], q[{}];\n", q + 1);
+        }
+    }
+    std::fs::write(&file, s).unwrap();
+    let f = file.to_str().unwrap();
+    let o = qstore(
+        l,
+        None,
+        &[
+            "run",
+            f,
+            "--branch",
+            "job",
+            "--checkpoint-every",
+            "20",
+            "--abort-after",
+            "250",
+            "--drain-to",
+            &remote,
+        ],
+    );
+    assert!(!o.status.success(), "the run was meant to crash");
+    let v = json_of(&qstore(
+        l,
+        None,
+        &[
+            "--json",
+            "run",
+            f,
+            "--branch",
+            "job",
+            "--resume",
+            "--checkpoint-every",
+            "20",
+            "--drain-to",
+            &remote,
+        ],
+    ));
+    assert_eq!(v["drain"]["behind"], 0, "{v}");
+    let lr = Repository::open(l).unwrap();
+    let rr = Repository::open(&remote).unwrap();
+    let ids = |r: &Repository| -> Vec<String> {
+        r.log("job", usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id.to_hex())
+            .collect()
+    };
+    assert_eq!(ids(&lr), ids(&rr));
+    assert_eq!(
+        rr.reader("job", "final").unwrap().read_all().unwrap(),
+        lr.reader("job", "final").unwrap().read_all().unwrap()
     );
 }
