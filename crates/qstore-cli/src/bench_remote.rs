@@ -3,7 +3,9 @@
 //! upload (16 MiB parts, four in flight) and reads them back with parallel ranged GETs of
 //! 16 MiB; qstore then puts the state as a durable commit and reads it back through a fresh
 //! handle with no disk cache (every chunk fetched). Last, one chunk of the state changes and
-//! it is put again, to show what deduplication uploads.
+//! it is put again, to show what deduplication uploads. Then the same amount of new data is
+//! committed to a local repository and sent with `qstore push` (against the same raw
+//! multipart PUT), and pushed again after one chunk changed.
 
 use crate::output::{Out, human_bytes};
 use anyhow::{Context, Result};
@@ -141,6 +143,54 @@ pub fn run(
         gib_per_s: gib_s(bytes, q_put2),
         ratio: Some(raw_put / q_put2),
         uploaded_bytes: Some(uploaded2),
+    });
+
+    // Push: the same amount of new data committed to a local repository (same chunk size),
+    // then `qstore push` to this one; again after one chunk changed.
+    for (i, c) in state.chunks_mut(chunk).enumerate() {
+        c[8..16].copy_from_slice(&(i as u64 ^ 0x00f0_5a5a_a5a5_0f00).to_le_bytes());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("qstore-bench-push")
+        .tempdir()?;
+    let local = Repository::init(
+        tmp.path().join("local").to_str().context("temp path")?,
+        repo.config_for_copy(),
+    )?;
+    let lput = |data: &[u8]| -> Result<()> {
+        let mut tx = local.transaction("main")?;
+        tx.put(&path, &info, data, &PutOptions::default())?;
+        tx.commit(CommitOptions::default())?;
+        Ok(())
+    };
+    let branch = format!("main:bench-push-{:08x}", rand::random::<u32>());
+    let push = || -> Result<(f64, u64)> {
+        let t = Instant::now();
+        let r = local.push(address, std::slice::from_ref(&branch), &Default::default())?;
+        Ok((t.elapsed().as_secs_f64(), r.bytes_sent))
+    };
+    lput(&state)?;
+    let (q_push, sent) = push()?;
+    rows.push(RemoteRow {
+        op: "qstore push (local -> S3)".into(),
+        bytes,
+        seconds: q_push,
+        gib_per_s: gib_s(bytes, q_push),
+        ratio: Some(raw_put / q_push),
+        uploaded_bytes: Some(sent),
+    });
+    for b in &mut state[mid..mid + 64] {
+        *b ^= 0x33;
+    }
+    lput(&state)?;
+    let (q_push2, sent2) = push()?;
+    rows.push(RemoteRow {
+        op: "qstore push, one chunk changed".into(),
+        bytes,
+        seconds: q_push2,
+        gib_per_s: gib_s(bytes, q_push2),
+        ratio: Some(raw_put / q_push2),
+        uploaded_bytes: Some(sent2),
     });
 
     out.emit(serde_json::to_value(&rows)?, || {

@@ -464,7 +464,9 @@ fn the_remote_benchmark_runs_and_shows_dedup() {
             "raw ranged GET",
             "qstore put (commit)",
             "qstore get (cold)",
-            "qstore put, one chunk changed"
+            "qstore put, one chunk changed",
+            "qstore push (local -> S3)",
+            "qstore push, one chunk changed"
         ]
     );
     // Behaviour, not time: the first put uploads the state, the second about one chunk.
@@ -474,6 +476,13 @@ fn the_remote_benchmark_runs_and_shows_dedup() {
     assert!(
         second <= 2 << 20,
         "one changed chunk uploaded {second} bytes"
+    );
+    let pushed = rows[5]["uploaded_bytes"].as_u64().unwrap();
+    let pushed_again = rows[6]["uploaded_bytes"].as_u64().unwrap();
+    assert!(pushed >= 8 << 20, "the push sent {pushed} bytes");
+    assert!(
+        pushed_again <= 2 << 20,
+        "one changed chunk pushed {pushed_again} bytes"
     );
 }
 

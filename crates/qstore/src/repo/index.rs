@@ -93,8 +93,17 @@ impl ObjectIndex {
             .copied()
             .collect();
         let n = new.len();
-        for id in new {
-            match open_index(storage, id) {
+        // Remote storage: open the new packs' indexes with many requests in flight (a
+        // repository opened on S3 reads every pack's index).
+        let opened: Vec<(PackId, _)> = if storage.prefers_few_requests() && new.len() > 1 {
+            crate::par::on_remote_pool(|| crate::par::map(new, |id| (id, open_index(storage, id))))
+        } else {
+            new.into_iter()
+                .map(|id| (id, open_index(storage, id)))
+                .collect()
+        };
+        for (id, r) in opened {
+            match r {
                 Ok((index, damage, size)) => {
                     if let Some(why) = damage {
                         self.damaged.insert(id, why);
