@@ -2,7 +2,9 @@
 # End-to-end tests of the qstore Docker volume plugin against a real Docker engine, driven
 # through the docker CLI. Installs Debian's docker.io if it is missing, starts dockerd if none
 # runs (and stops it afterwards), builds a local busybox image (no registry is reachable),
-# runs the plugin, and cleans up its volumes, containers and mounts whatever happens.
+# runs the plugin, and cleans up its volumes, containers and mounts whatever happens. With the
+# cluster of scripts/cluster.sh running (test-all.sh), two more plugin instances share one
+# s3:// repository, as two hosts would: a volume snapshotted on one is cloned on the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QSTORE=${QSTORE_BIN:-$PWD/target/debug/qstore}
@@ -11,7 +13,8 @@ IMG=qstore-busybox:test
 work=$(mktemp -d /tmp/qstore-docker-XXXXXX)
 started_dockerd=0
 plugin_pid=""
-VOLS="scratch1 ckpt clone1 v1 v2 bad shared"
+VOLS="scratch1 ckpt clone1 v1 v2 bad shared hostvol hostclone"
+host_pids=""
 
 log() { echo "test-docker: $*"; }
 fail() {
@@ -25,6 +28,8 @@ cleanup() {
     docker ps -aq --filter label=qstore-test=1 | xargs -r docker rm -f >/dev/null 2>&1
     for v in $VOLS; do docker volume rm -f "$v" >/dev/null 2>&1; done
     [ -n "$plugin_pid" ] && kill "$plugin_pid" 2>/dev/null && wait "$plugin_pid" 2>/dev/null
+    for p in $host_pids; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    rm -f /run/docker/plugins/qstore-h1.sock /run/docker/plugins/qstore-h2.sock
     grep " $work/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
     if [ "$started_dockerd" = 1 ]; then
         pkill -x dockerd
@@ -144,6 +149,37 @@ if [ "$started_dockerd" = 1 ]; then
 else
     log "(dockerd was already running before the tests: its restart is not exercised)"
     docker rm -f qs-writer >/dev/null
+fi
+
+log "two plugin instances (as on two hosts) on one shared s3:// repository"
+if [ -n "${QSTORE_TEST_S3_ENDPOINT:-}" ] && [ -n "${QSTORE_TEST_ETCD:-}" ]; then
+    prefix="docker-$$-$RANDOM"
+    ep=$(printf %s "$QSTORE_TEST_S3_ENDPOINT" | sed 's/:/%3A/g; s#/#%2F#g')
+    shared_repo="s3://$QSTORE_TEST_BUCKET/$prefix?endpoint=$ep&region=garage"
+    shared_refs="etcd://$QSTORE_TEST_ETCD/$prefix"
+    "$QSTORE" --repo "$shared_repo" --refs "$shared_refs" init >/dev/null || fail "init the shared repository"
+    for h in h1 h2; do
+        "$QSTORE" --repo "$shared_repo" --refs "$shared_refs" volume-plugin --root "$work/$h" \
+            --socket "/run/docker/plugins/qstore-$h.sock" --reconcile-every 1s >>"$work/plugin-$h.log" 2>&1 &
+        host_pids="$host_pids $!"
+        wait_for 30 "$QSTORE" volume --socket "/run/docker/plugins/qstore-$h.sock" ls \
+            || fail "plugin $h did not start: $(tail -5 "$work/plugin-$h.log")"
+    done
+    docker volume create -d qstore-h1 --opt tier=disk --opt size=32m --opt snapshot=on-unmount hostvol >/dev/null
+    run -v hostvol:/d "$IMG" sh -c 'echo written-on-host-1 > /d/result.txt && mkdir /d/sub && echo 42 > /d/sub/n' \
+        || fail "write on host 1"
+    # The last unmount committed the files to the shared repository; the other host clones
+    # them, without giving a size.
+    docker volume create -d qstore-h2 --opt from=main:volumes/hostvol hostclone >/dev/null \
+        || fail "clone on host 2: $(tail -5 "$work/plugin-h2.log")"
+    run -v hostclone:/c "$IMG" sh -c 'cat /c/result.txt /c/sub/n' | tr '\n' ' ' | grep -q "written-on-host-1 42" \
+        || fail "host 2 reads what host 1 wrote"
+    size=$(docker volume inspect hostclone --format '{{ index .Status "size" }}')
+    awk -v s="$size" 'BEGIN { exit !(s + 0 >= 64 * 1048576) }' || fail "default size of a clone: $size"
+    docker volume rm hostvol hostclone >/dev/null || fail "remove the shared volumes"
+else
+    [ -n "${QSTORE_REQUIRE_CLUSTER:-}" ] && fail "QSTORE_REQUIRE_CLUSTER is set but the cluster is not running"
+    log "(no cluster running: skipped; scripts/test-all.sh starts one)"
 fi
 
 log "remove"

@@ -23,11 +23,13 @@ from .errors import (
 )
 from .repository import (
     Commit,
+    Drain,
     PendingCommit,
     Repository,
     SparseState,
     StateInfo,
     Transaction,
+    clone,
     open,
     upgrade,
 )
@@ -36,10 +38,12 @@ from .scratch import Handle, Scratch
 __all__ = [
     "__version__",
     "open",
+    "clone",
     "upgrade",
     "Repository",
     "Transaction",
     "PendingCommit",
+    "Drain",
     "Commit",
     "StateInfo",
     "SparseState",

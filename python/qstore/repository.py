@@ -365,6 +365,49 @@ class Repository:
     def clear_cache(self) -> None:
         self._n.clear_cache()
 
+    # ---- other repositories --------------------------------------------------------------
+
+    def push(
+        self,
+        remote: str = "origin",
+        refs: Optional[Sequence[str]] = None,
+        force: bool = False,
+    ) -> Dict[str, Any]:
+        """Send branches and tags (``refs``: names or ``"src:dst"``; default all) to
+        ``remote`` (a remote's name or an address): only the objects it lacks, refs moved
+        only forward unless ``force``. Raises :class:`qstore.Conflict` on a
+        non-fast-forward. Returns the report (objects, chunks and bytes sent, refs moved)."""
+        return json.loads(_native.push(self._n, os.fspath(remote), list(refs or []), force))
+
+    def pull(
+        self,
+        remote: str = "origin",
+        refs: Optional[Sequence[str]] = None,
+        force: bool = False,
+    ) -> Dict[str, Any]:
+        """Fetch branches and tags from ``remote`` into this repository (like :meth:`push`,
+        the other way)."""
+        return json.loads(_native.pull(self._n, os.fspath(remote), list(refs or []), force))
+
+    def remotes(self) -> Dict[str, str]:
+        """The named remotes (name -> address)."""
+        return dict(_native.remotes(self._n))
+
+    def add_remote(self, name: str, address: str, replace: bool = False) -> None:
+        """Record remote ``name`` at ``address`` (a relative path is made absolute)."""
+        _native.add_remote(self._n, name, os.fspath(address), replace)
+
+    def remove_remote(self, name: str) -> None:
+        _native.remove_remote(self._n, name)
+
+    def drain_to(self, remote: str, branch: str = "main", every: Any = "1s") -> "Drain":
+        """Push ``branch`` to ``remote`` (created like this repository when missing) in the
+        background whenever it moves, so checkpoints land at local speed while the shared
+        store catches up. Use as a context manager, or call :meth:`Drain.finish`."""
+        return Drain(
+            _native.drain_to(self._n, os.fspath(remote), branch, _arrays.parse_seconds(every))
+        )
+
     # ---- scratch -------------------------------------------------------------------------
 
     def scratch(
@@ -516,6 +559,44 @@ class PendingCommit:
 
     def done(self) -> bool:
         return self._n.done()
+
+
+class Drain:
+    """A branch pushed to a remote in the background (see :meth:`Repository.drain_to`)."""
+
+    def __init__(self, native):
+        self._n = native
+        self.report: Optional[Dict[str, Any]] = None
+
+    def wake(self) -> None:
+        """Push soon (the branch just moved)."""
+        self._n.wake()
+
+    def finish(self) -> Dict[str, Any]:
+        """Make a last push and stop. Returns the report: commits and bytes sent, both heads,
+        ``behind`` (local commits the remote lacks; 0 when caught up) and ``last_error``."""
+        if self.report is None:
+            self.report = json.loads(self._n.finish())
+        return self.report
+
+    def __enter__(self) -> "Drain":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.finish()
+
+
+def clone(
+    src: Union[str, "os.PathLike[str]"],
+    dst: Union[str, "os.PathLike[str]"],
+    *,
+    refs: Optional[str] = None,
+) -> Repository:
+    """Copy the repository at ``src`` to a new repository at ``dst`` (``refs``: the ref store
+    of an ``s3://`` destination whose address has none): every branch and tag, with the
+    remote ``origin`` naming ``src``. Returns the new repository."""
+    native, _report = _native.clone(os.fspath(src), os.fspath(dst), refs)
+    return Repository(native)
 
 
 def upgrade(url: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:

@@ -119,6 +119,7 @@ fn the_volume_plugin_protocol() {
     for (name, opts, why) in [
         ("x", json!({"tier": "ssd", "size": "1g"}), "tier=ssd"),
         ("x", json!({"tier": "memory"}), "size is required"),
+        ("x", json!({"tier": "memory"}), "unless from=REF:PATH"),
         ("x", json!({"size": "lots"}), "not like"),
         (
             "x",
@@ -217,6 +218,27 @@ fn the_volume_plugin_protocol() {
         std::fs::read(Path::new(&c).join("run17/psi.bin")).unwrap(),
         vec![7u8; 3 << 20]
     );
+    // Without size=, a clone is sized from the snapshot: its bytes plus at least 64 MiB.
+    p.ok(
+        "/VolumeDriver.Create",
+        json!({"Name": "clone2", "Opts": {"tier": "memory", "from": "main:volumes/ck"}}),
+    );
+    let g = p.ok("/VolumeDriver.Get", json!({"Name": "clone2"}));
+    let snapshot = (3u64 << 20) + b"after run 17".len() as u64;
+    assert_eq!(
+        g["Volume"]["Status"]["size"],
+        (snapshot + (64 << 20)).div_ceil(1 << 20) * (1 << 20)
+    );
+    let c2 = p.ok("/VolumeDriver.Path", json!({"Name": "clone2"}))["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read(Path::new(&c2).join("notes.txt")).unwrap(),
+        b"after run 17"
+    );
+    p.ok("/VolumeDriver.Remove", json!({"Name": "clone2"}));
+
     // A second snapshot of unchanged files writes no new chunks.
     let chunks = repo.stats().unwrap().chunk_objects;
     call(

@@ -9,10 +9,11 @@
 //!
 //! Modules: [`errors`] (engine errors to the `qstore.errors` hierarchy), [`convert`]
 //! (entries, commits and reports to Python objects), [`repository`], [`transaction`],
-//! [`scratch`].
+//! [`scratch`], [`remote`] (clone, push, pull, drain).
 
 mod convert;
 mod errors;
+mod remote;
 mod repository;
 mod scratch;
 mod transaction;
@@ -33,6 +34,14 @@ fn upgrade(py: Python<'_>, address: &str) -> PyResult<String> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     qstore_cluster::register();
     m.add_function(wrap_pyfunction!(upgrade, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::clone, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::push, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::pull, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::remotes, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::add_remote, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::remove_remote, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::drain_to, m)?)?;
+    m.add_class::<remote::NativeDrain>()?;
     m.add_class::<repository::NativeRepository>()?;
     m.add_class::<repository::NativePending>()?;
     m.add_class::<transaction::NativeTransaction>()?;

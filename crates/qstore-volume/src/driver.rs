@@ -2,7 +2,8 @@
 //! repository. Every change is saved durably before the call answers.
 //!
 //! - Create checks the name and options, provisions the file system (and fills it from
-//!   `from=REF:PATH`), then records the volume. Creating an existing name is a no-op, as Docker
+//!   `from=REF:PATH`; without `size=` it is sized from that snapshot), then records the
+//!   volume. Creating an existing name is a no-op, as Docker
 //!   expects (it calls Get first anyway).
 //! - Mount IDs are counted per volume as a multiset; Unmount of an unknown ID succeeds. When
 //!   the last mount goes and the volume has `snapshot=on-unmount`, its files are committed.
@@ -10,7 +11,7 @@
 
 use crate::protocol::VolumeInfo;
 use crate::provision::{is_mounted, provision, unprovision};
-use crate::table::{Table, Volume, check_name, parse_spec};
+use crate::table::{Table, Volume, check_name, default_size, parse_spec};
 use qstore::state::input::FileSource;
 use qstore::{ArrayInfo, CommitOptions, DType, KindRequest, PutOptions, Repository};
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ impl Driver {
     /// Create a volume.
     pub fn create(&mut self, name: &str, opts: &BTreeMap<String, String>) -> Result<(), String> {
         check_name(name)?;
-        let spec = parse_spec(opts)?;
+        let mut spec = parse_spec(opts)?;
         if self.table.volumes.contains_key(name) {
             return Ok(());
         }
@@ -99,9 +100,14 @@ impl Driver {
                 .repo
                 .resolve(r)
                 .map_err(|e| format!("from={from}: {e}"))?;
-            self.repo
+            let states = self
+                .repo
                 .list_states(&commit, (!p.is_empty()).then_some(p))
                 .map_err(|e| format!("from={from}: {e}"))?;
+            if spec.size == 0 {
+                let bytes: u128 = states.iter().map(|(_, e)| e.dense_bytes()).sum();
+                spec.size = default_size(u64::try_from(bytes).unwrap_or(u64::MAX));
+            }
         }
         let (dir, image) = (self.dir(name), self.image(name));
         provision(&spec, &dir, &image)?;

@@ -128,8 +128,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Options of Create: `tier=memory|disk`, `size=2g` (required), `snapshot=on-unmount`,
-/// `from=REF:PATH`. Unknown options are refused.
+/// Options of Create: `tier=memory|disk`, `size=2g` (required unless `from` is given),
+/// `snapshot=on-unmount`, `from=REF:PATH`. Unknown options are refused. Without `size`, a
+/// volume made `from` a snapshot is sized at Create by [`default_size`] (size 0 until then).
 pub fn parse_spec(opts: &BTreeMap<String, String>) -> Result<VolumeSpec, String> {
     let mut tier = None;
     let mut size = None;
@@ -163,10 +164,31 @@ pub fn parse_spec(opts: &BTreeMap<String, String>) -> Result<VolumeSpec, String>
             }
         }
     }
+    let size = match (size, &from) {
+        (Some(s), _) => s,
+        // Sized from the snapshot at Create (see `default_size`).
+        (None, Some(_)) => 0,
+        (None, None) => {
+            return Err(
+                "option size is required (e.g. --opt size=2g), unless from=REF:PATH gives a \
+                 snapshot to size the volume from"
+                    .into(),
+            );
+        }
+    };
     Ok(VolumeSpec {
         tier: tier.unwrap_or(Tier::Disk),
-        size: size.ok_or("option size is required (e.g. --opt size=2g)")?,
+        size,
         snapshot_on_unmount: snapshot,
         from,
     })
+}
+
+/// The size of a volume made from a snapshot of `snapshot_bytes` without `size=`: the
+/// snapshot plus half as much again, at least 64 MiB more (room to work, and the ext4
+/// journal and tables of the disk tier), rounded up to a MiB.
+pub fn default_size(snapshot_bytes: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let want = snapshot_bytes.saturating_add((snapshot_bytes / 2).max(64 * MIB));
+    want.div_ceil(MIB).saturating_mul(MIB)
 }
