@@ -1,14 +1,15 @@
 //! Named remotes: other repositories' addresses kept with a repository (`qstore remote add
 //! NAME URL`), so `push`, `pull` and the drain can name them. Stored as the small document
-//! `remotes` of the repository's coordination (a file beside `config.json` locally, a key
-//! in etcd for a cluster repository), a JSON object of name to address; no format change.
+//! `remotes.json` of the repository's coordination (a file beside `config.json` locally, a
+//! key in etcd for a cluster repository), a JSON object of name to address. Older builds
+//! ignore it: no format change.
 
 use super::Repository;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 
 /// The coordination document holding the remotes.
-pub const REMOTES_DOC: &str = "remotes";
+pub const REMOTES_DOC: &str = "remotes.json";
 
 /// The remote every clone records: where it was cloned from.
 pub const ORIGIN: &str = "origin";
