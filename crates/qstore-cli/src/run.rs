@@ -225,13 +225,10 @@ fn drain_line(d: &qstore::repo::DrainReport) -> String {
         d.branch,
         head(&d.remote_head)
     );
-    if d.behind == 0 {
-        s += "caught up";
-    } else {
-        s += &format!(
-            "{} commits behind (run `qstore push` to catch up)",
-            d.behind
-        );
+    match d.behind {
+        Some(0) => s += "caught up",
+        Some(n) => s += &format!("{n} commits behind (run `qstore push` to catch up)"),
+        None => s += "how far behind is unknown",
     }
     if let Some(e) = &d.last_error {
         s += &format!("; last push failed: {e}");

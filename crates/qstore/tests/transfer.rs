@@ -165,3 +165,57 @@ fn an_unknown_remote_or_ref_is_a_clear_error() {
     assert!(matches!(e, Error::RefNotFound(_)), "{e}");
     assert!(a.add_remote("../bad", "x", false).is_err());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Whatever bytes `remotes.json` holds, reading the remotes gives them or a Corrupt error
+    /// naming the file, never a panic; adding a remote then fails the same way, changing
+    /// nothing.
+    #[test]
+    fn any_remotes_file_is_read_or_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+        let (dir, repo) = local_repo(4096);
+        let file = dir.path().join("repo").join("remotes.json");
+        std::fs::write(&file, &bytes).unwrap();
+        match repo.remotes() {
+            Ok(_) => {}
+            Err(e) => {
+                proptest::prop_assert_eq!(e.category(), ErrorCategory::Corrupt);
+                proptest::prop_assert!(e.to_string().contains("remotes.json"));
+                proptest::prop_assert!(repo.add_remote("x", "/somewhere", false).is_err());
+                proptest::prop_assert_eq!(std::fs::read(&file).unwrap(), bytes);
+            }
+        }
+    }
+}
+
+#[test]
+fn damage_in_the_source_is_not_spread_and_moves_nothing() {
+    let (d, src) = local_repo(4096);
+    let (_e, dst) = local_repo(4096);
+    put_one(
+        &src,
+        "s",
+        &sv_info(12),
+        &bytes(&plain_floats(2 * 4096, 8)),
+        &PutOptions::default(),
+    )
+    .unwrap();
+    let before = dst.branch_head("main").unwrap();
+    // Flip a byte in the middle of the source's biggest pack (a chunk payload).
+    let packs = d.path().join("repo").join("packs");
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut b = std::fs::read(&pack).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&pack, b).unwrap();
+    let e = src
+        .push(dst.address(), &[], &TransferOptions::default())
+        .unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Corrupt, "{e}");
+    assert_eq!(dst.branch_head("main").unwrap(), before);
+    assert!(dst.fsck(true).unwrap().healthy());
+}

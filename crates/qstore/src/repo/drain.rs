@@ -28,8 +28,9 @@ pub struct DrainReport {
     pub local_head: Option<String>,
     /// The branch's head on the remote at the end.
     pub remote_head: Option<String>,
-    /// Commits of the local branch the remote lacks at the end (0: caught up).
-    pub behind: u64,
+    /// Commits of the local branch the remote lacks at the end (0: caught up; None when the
+    /// remote could not be asked, with the reason in `last_error`).
+    pub behind: Option<u64>,
     /// The last push error, if the last push failed.
     pub last_error: Option<String>,
 }
@@ -128,7 +129,10 @@ fn drain_loop(
             break;
         }
     }
-    let _ = measure(local, remote, branch, &mut r);
+    if let Err(e) = measure(local, remote, branch, &mut r) {
+        r.behind = None;
+        r.last_error.get_or_insert_with(|| e.to_string());
+    }
     r
 }
 
@@ -187,6 +191,6 @@ fn measure(
             None => break,
         }
     }
-    r.behind = behind;
+    r.behind = Some(behind);
     Ok(())
 }
