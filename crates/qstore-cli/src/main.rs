@@ -696,6 +696,7 @@ fn run(cli: Cli) -> Result<()> {
                     replace,
                 } => {
                     repo.add_remote(&name, &address, replace)?;
+                    let address = repo.remote_address(&name)?;
                     out.emit(json!({"remote": name, "address": address}), || {
                         format!("remote {name} = {address}")
                     });
@@ -709,6 +710,10 @@ fn run(cli: Cli) -> Result<()> {
                 RemoteCmd::Ls => {
                     let r = repo.remotes()?;
                     out.emit(serde_json::to_value(&r)?, || {
+                        if r.is_empty() {
+                            return "no remotes (add one with `qstore remote add NAME ADDRESS`)"
+                                .into();
+                        }
                         r.iter()
                             .map(|(n, a)| format!("{n}\t{a}"))
                             .collect::<Vec<_>>()
