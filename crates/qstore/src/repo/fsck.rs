@@ -237,6 +237,7 @@ impl Repository {
     /// Check the repository. `full` also reads and hashes every chunk.
     pub fn fsck(&self, full: bool) -> Result<FsckReport> {
         self.reload_index()?;
+        let _ahead = self.prefetch_metadata();
         let mut damaged = self.damaged_packs();
         for b in self.storage().list("packs/")? {
             let Some(id) = super::index::pack_id_of_key(&b.key) else {

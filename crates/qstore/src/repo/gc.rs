@@ -62,6 +62,7 @@ pub struct GcReport {
 
 /// Objects reachable from every ref, honouring expired history.
 pub(crate) fn mark(repo: &Repository) -> Result<HashSet<ObjectId>> {
+    let _ahead = repo.prefetch_metadata();
     let shallow = repo.shallow()?;
     let mut live = HashSet::new();
     let mut nodes = HashSet::new();

@@ -189,6 +189,8 @@ pub(crate) struct Inner {
     pub(crate) nodes: Mutex<objects::NodeCache>,
     /// Metadata this handle wrote, kept for reading back (remote storage).
     pub(crate) recent: Mutex<objects::RecentMetadata>,
+    /// Metadata read ahead in bulk for a walk of the whole history (remote storage).
+    pub(crate) prefetched: RwLock<objects::RecentMetadata>,
     pub(crate) counters: objects::Counters,
     materialise_limit: u64,
     /// The directory of a local repository (for locks and scratch leases).
@@ -367,6 +369,7 @@ impl Repository {
                 index: RwLock::new(ObjectIndex::default()),
                 nodes: Mutex::new(Default::default()),
                 recent: Mutex::new(Default::default()),
+                prefetched: RwLock::new(Default::default()),
                 counters: Default::default(),
                 materialise_limit: DEFAULT_MATERIALISE_LIMIT,
                 local_root: match Address::parse(address) {
