@@ -106,15 +106,12 @@ pub fn run(
     let (source, program) = load(circuit)?;
     let repo = Repository::open_or_init(address)?;
     let drain = match drain_to {
-        Some(remote) => {
-            let target = repo.open_or_create_like(&repo.remote_address(remote)?)?;
-            Some(qstore::repo::Drain::start(
-                &repo,
-                target,
-                &opts.branch,
-                std::time::Duration::from_millis(500),
-            ))
-        }
+        Some(remote) => Some(qstore::repo::Drain::start_to(
+            &repo,
+            remote,
+            &opts.branch,
+            std::time::Duration::from_millis(500),
+        )?),
         None => None,
     };
     let r = qstore_sim::run(&repo, &source, &program, &opts)?;

@@ -353,4 +353,29 @@ fn a_drained_run_killed_and_resumed_leaves_every_checkpoint_on_the_remote() {
         "{text}"
     );
     healthy(&shared);
+    // A remote that cannot be reached does not stop the job: the run succeeds and says so.
+    let o = qstore(
+        &local,
+        &[
+            "--json",
+            "run",
+            f,
+            "--branch",
+            "job3",
+            "--checkpoint-every",
+            "50",
+            "--drain-to",
+            "/proc/qstore-nowhere",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["drain"]["behind"].is_null(), "{r}");
+    assert!(
+        r["drain"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("qstore-nowhere"),
+        "{r}"
+    );
 }

@@ -95,25 +95,21 @@ pub fn remove_remote(py: Python<'_>, repo: &NativeRepository, name: &str) -> PyR
     py.detach(|| repo.repo.remove_remote(name)).py_err()
 }
 
-/// Start pushing `branch` of `repo` to `remote` (created like `repo` when missing) in the
-/// background, at least every `every_s` seconds.
+/// Start pushing `branch` of `repo` to `remote` (opened, and created like `repo` when
+/// missing, by the drain, which keeps trying while it is unreachable) in the background, at
+/// least every `every_s` seconds.
 #[pyfunction]
 pub fn drain_to(
-    py: Python<'_>,
+    _py: Python<'_>,
     repo: &NativeRepository,
     remote: &str,
     branch: &str,
     every_s: f64,
 ) -> PyResult<NativeDrain> {
-    let target = py
-        .detach(|| {
-            let address = repo.repo.remote_address(remote)?;
-            repo.repo.open_or_create_like(&address)
-        })
-        .py_err()?;
     let every = Duration::from_secs_f64(every_s.max(0.01));
+    let drain = Drain::start_to(&repo.repo, remote, branch, every).py_err()?;
     Ok(NativeDrain {
-        drain: Mutex::new(Some(Drain::start(&repo.repo, target, branch, every))),
+        drain: Mutex::new(Some(drain)),
     })
 }
 

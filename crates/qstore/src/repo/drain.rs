@@ -2,7 +2,9 @@
 //! disk) to a remote repository whenever the branch moves, on its own thread, so a job
 //! checkpoints at local speed while the shared store catches up. A push that fails (the
 //! remote unreachable) is retried at the next move or tick; the local repository never waits
-//! for the remote. [`Drain::finish`] makes a last push and says how far behind the remote is.
+//! for the remote, nor for opening it: [`Drain::start_to`] opens (or creates) the remote on
+//! the drain's thread and keeps trying while it is unreachable. [`Drain::finish`] makes a
+//! last push and says how far behind the remote is.
 //! A drain killed with its process loses nothing: every commit is durable locally, and the
 //! next push (a resumed run's drain) sends whatever the remote lacks.
 
@@ -51,6 +53,37 @@ impl Drain {
     /// Start pushing `branch` of `local` to `remote`: at once, then whenever [`Drain::wake`]
     /// is called and at least every `every`.
     pub fn start(local: &Repository, remote: Repository, branch: &str, every: Duration) -> Drain {
+        let address = remote.address().to_string();
+        Self::spawn(local, Target::Open(remote), address, branch, every)
+    }
+
+    /// Like [`Drain::start`] with the remote named by `address` (a remote's name or an
+    /// address), opened by the drain itself, and created like `local` when missing. A
+    /// remote unreachable at first (a job starting while the shared store is down) is tried
+    /// again at every move and tick; the job does not wait for it.
+    pub fn start_to(
+        local: &Repository,
+        address: &str,
+        branch: &str,
+        every: Duration,
+    ) -> Result<Drain> {
+        let address = local.remote_address(address)?;
+        Ok(Self::spawn(
+            local,
+            Target::Address(address.clone()),
+            address,
+            branch,
+            every,
+        ))
+    }
+
+    fn spawn(
+        local: &Repository,
+        target: Target,
+        address: String,
+        branch: &str,
+        every: Duration,
+    ) -> Drain {
         let shared = Arc::new(Shared {
             flags: Mutex::new((true, false)),
             cv: Condvar::new(),
@@ -58,7 +91,7 @@ impl Drain {
         let (sh, local, branch) = (shared.clone(), local.clone(), branch.to_string());
         let thread = std::thread::Builder::new()
             .name("qstore-drain".into())
-            .spawn(move || drain_loop(&local, &remote, &branch, &sh, every))
+            .spawn(move || drain_loop(&local, target, &address, &branch, &sh, every))
             .ok();
         Drain { shared, thread }
     }
@@ -96,15 +129,34 @@ impl Drop for Drain {
     }
 }
 
+/// The remote: open, or to be opened (and created) by the drain.
+enum Target {
+    Open(Repository),
+    Address(String),
+}
+
+impl Target {
+    fn get(&mut self, local: &Repository) -> Result<&Repository> {
+        if let Target::Address(a) = self {
+            *self = Target::Open(local.open_or_create_like(a)?);
+        }
+        match self {
+            Target::Open(r) => Ok(r),
+            Target::Address(_) => unreachable!("opened just above"),
+        }
+    }
+}
+
 fn drain_loop(
     local: &Repository,
-    remote: &Repository,
+    mut target: Target,
+    address: &str,
     branch: &str,
     sh: &Shared,
     every: Duration,
 ) -> DrainReport {
     let mut r = DrainReport {
-        remote: remote.address().to_string(),
+        remote: address.to_string(),
         branch: branch.to_string(),
         ..Default::default()
     };
@@ -122,14 +174,20 @@ fn drain_loop(
             f.0 = false;
             f.1
         };
-        if let Err(e) = push_once(local, remote, branch, &mut pushed, &mut r) {
+        let pushed_now = target
+            .get(local)
+            .and_then(|remote| push_once(local, remote, branch, &mut pushed, &mut r));
+        if let Err(e) = pushed_now {
             r.last_error = Some(e.to_string());
         }
         if stopping {
             break;
         }
     }
-    if let Err(e) = measure(local, remote, branch, &mut r) {
+    let measured = target
+        .get(local)
+        .and_then(|remote| measure(local, remote, branch, &mut r));
+    if let Err(e) = measured {
         r.behind = None;
         r.last_error.get_or_insert_with(|| e.to_string());
     }
