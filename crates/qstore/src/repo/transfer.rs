@@ -154,6 +154,8 @@ const BATCH_BYTES: u64 = 32 << 20;
 /// The largest pack a transfer writes (smaller than a repository's usual target: what a
 /// killed transfer had sent is kept pack by pack).
 const TRANSFER_PACK_BYTES: u64 = 64 << 20;
+/// Commits walked before the source's metadata is read ahead in bulk (remote storage).
+const DEEP_WALK: usize = 8;
 /// How often a ref swap is repeated while the destination's ref store is unavailable.
 const SWAP_RETRIES: u32 = 20;
 
@@ -371,6 +373,9 @@ struct CommitWalk<'a> {
     /// Commits the destination's refs reach, where the walk stopped.
     boundary: HashSet<ObjectId>,
     seen: HashSet<ObjectId>,
+    /// Metadata read ahead in bulk once a walk goes deep on remote storage.
+    src_ahead: Option<super::objects::Prefetched<'a>>,
+    dst_ahead: Option<super::objects::Prefetched<'a>>,
 }
 
 impl<'a> CommitWalk<'a> {
@@ -385,6 +390,8 @@ impl<'a> CommitWalk<'a> {
             new_commits: Vec::new(),
             boundary: HashSet::new(),
             seen: HashSet::new(),
+            src_ahead: None,
+            dst_ahead: None,
         })
     }
 
@@ -397,6 +404,9 @@ impl<'a> CommitWalk<'a> {
             return Ok(false);
         }
         if self.dst_reached.is_none() {
+            if self.dst_ahead.is_none() {
+                self.dst_ahead = Some(self.dst.prefetch_metadata());
+            }
             let shallow = self.dst.shallow()?;
             let mut reached = HashSet::new();
             let mut stack: Vec<ObjectId> = self.dst_tips.iter().copied().collect();
@@ -428,6 +438,11 @@ impl<'a> CommitWalk<'a> {
             if self.dst_reaches(&c)? {
                 self.boundary.insert(c);
                 continue;
+            }
+            if self.commits.len() == DEEP_WALK && self.src_ahead.is_none() {
+                // A long history to send (a clone): read the source's metadata in bulk
+                // rather than one commit, node and manifest after another.
+                self.src_ahead = Some(self.src.prefetch_metadata());
             }
             let commit = self.src.commit(&c)?;
             stack.push((c, true));
