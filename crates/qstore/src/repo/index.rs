@@ -81,7 +81,7 @@ impl ObjectIndex {
     }
 
     /// Synchronise with the packs present now: open the new ones, forget the vanished ones.
-    /// Returns how many were opened.
+    /// Returns how many packs were listed that it did not know (opened, or vanished first).
     pub fn refresh(&mut self, storage: &dyn Storage) -> Result<usize> {
         let listed = storage.list_keys("packs/")?;
         let present: HashSet<PackId> = listed.iter().filter_map(|k| pack_id_of_key(k)).collect();

@@ -430,7 +430,8 @@ impl Repository {
     }
 
     /// Synchronise the object index with the packs present now (written, merged or deleted
-    /// by other processes); returns how many new packs were opened.
+    /// by other processes); returns how many packs were listed that it did not know (some
+    /// may have vanished before their index was opened).
     pub fn refresh_index(&self) -> Result<usize> {
         self.inner
             .index

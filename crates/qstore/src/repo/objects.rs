@@ -316,13 +316,27 @@ impl Repository {
         let found = match found {
             Some(f) => Some(f),
             None => {
-                self.refresh_index()?;
-                let mut idx = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
-                match idx.get(id) {
-                    Some(f) => Some(f),
+                let mut tries = 0u32;
+                loop {
+                    let listed_new = self.refresh_index()?;
+                    let mut idx = self.inner.index.write().unwrap_or_else(|e| e.into_inner());
+                    if let Some(f) = idx.get(id) {
+                        break Some(f);
+                    }
+                    // New packs were listed but the object is in none of them: the pack
+                    // holding it may have been merged away between the listing and the
+                    // opening of its index, into a pack that listing missed. Look again
+                    // while listings keep finding new packs.
+                    tries += 1;
+                    if listed_new > 0 && tries < PACK_GONE_ATTEMPTS {
+                        continue;
+                    }
                     // Not found anywhere: make sure no unchecked index is hiding it.
-                    None if idx.verify_unverified(self.storage()) => idx.get(id),
-                    None => None,
+                    break if idx.verify_unverified(self.storage()) {
+                        idx.get(id)
+                    } else {
+                        None
+                    };
                 }
             }
         };
@@ -884,6 +898,8 @@ mod tests {
     struct Hooked {
         inner: MemoryStorage,
         hook: Mutex<Option<(String, u64, Hook)>>,
+        /// Runs (once) after a listing of `packs/` is taken, before it is returned.
+        list_hook: Mutex<Option<Hook>>,
         remote: bool,
         reads: std::sync::atomic::AtomicU64,
     }
@@ -926,7 +942,14 @@ mod tests {
             self.inner.size(key)
         }
         fn list(&self, prefix: &str) -> crate::Result<Vec<BlobMeta>> {
-            self.inner.list(prefix)
+            let r = self.inner.list(prefix);
+            if prefix == "packs/" {
+                let fire = self.list_hook.lock().unwrap().take();
+                if let Some(f) = fire {
+                    f();
+                }
+            }
+            r
         }
         fn delete(&self, key: &str) -> crate::Result<()> {
             self.inner.delete(key)
@@ -990,6 +1013,31 @@ mod tests {
             .locate(&x, crate::format::ObjectKind::Commit)
             .unwrap();
         assert_ne!(now.pack, moved.pack);
+    }
+
+    /// A reader that lists the packs just before the one holding the object it wants is
+    /// merged away (into a pack its listing missed) finds the object on a second look.
+    #[test]
+    fn a_read_survives_a_merge_between_listing_and_opening() {
+        let storage = Arc::new(Hooked::default());
+        let coord = Arc::new(MemoryCoordination::default());
+        let writer = Repository::init_parts(
+            "memory://listed",
+            storage.clone(),
+            coord.clone(),
+            RepoConfig::default(),
+        )
+        .unwrap();
+        let reader = Repository::open_parts("memory://listed", storage.clone(), coord).unwrap();
+        let x = commit(&writer, "a", 1.0);
+        assert!(!reader.has_object(&x));
+        let w = writer.clone();
+        *storage.list_hook.lock().unwrap() = Some(Box::new(move || {
+            commit(&w, "b", 2.0);
+            assert!(w.repack(false).unwrap().packs_merged >= 2);
+        }));
+        assert_eq!(reader.commit(&x).unwrap(), writer.commit(&x).unwrap());
+        assert!(storage.list_hook.lock().unwrap().is_none(), "the hook ran");
     }
 
     /// On remote storage gc's mark reads the history's metadata in a few large reads (one
