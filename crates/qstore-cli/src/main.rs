@@ -681,12 +681,26 @@ fn run(cli: Cli) -> Result<()> {
             remote: r,
             refs,
             force,
-        } => remote::push(&open(&cli.repo)?, r, &refs, force, &out)?,
+        } => remote::exchange(
+            &open(&cli.repo)?,
+            remote::Direction::Push,
+            r,
+            &refs,
+            force,
+            &out,
+        )?,
         Cmd::Pull {
             remote: r,
             refs,
             force,
-        } => remote::pull(&open(&cli.repo)?, r, &refs, force, &out)?,
+        } => remote::exchange(
+            &open(&cli.repo)?,
+            remote::Direction::Pull,
+            r,
+            &refs,
+            force,
+            &out,
+        )?,
         Cmd::Remote { cmd } => {
             let repo = open(&cli.repo)?;
             match cmd {

@@ -73,28 +73,27 @@ pub fn clone(src: &str, dst: &str, out: &Out) -> Result<()> {
     Ok(())
 }
 
-pub fn push(
-    repo: &Repository,
-    remote: Option<String>,
-    refs: &[String],
-    force: bool,
-    out: &Out,
-) -> Result<()> {
-    let remote = remote.unwrap_or_else(|| qstore::repo::remotes::ORIGIN.into());
-    let r = with_progress(force, |o| repo.push(&remote, refs, o))?;
-    out.emit(serde_json::to_value(&r)?, || describe(&r));
-    Ok(())
+/// Which way `qstore push` / `qstore pull` moves history.
+#[derive(Clone, Copy)]
+pub enum Direction {
+    Push,
+    Pull,
 }
 
-pub fn pull(
+/// `qstore push` or `qstore pull`: REMOTE defaults to `origin`, REFS to every branch and tag.
+pub fn exchange(
     repo: &Repository,
+    direction: Direction,
     remote: Option<String>,
     refs: &[String],
     force: bool,
     out: &Out,
 ) -> Result<()> {
     let remote = remote.unwrap_or_else(|| qstore::repo::remotes::ORIGIN.into());
-    let r = with_progress(force, |o| repo.pull(&remote, refs, o))?;
+    let r = with_progress(force, |o| match direction {
+        Direction::Push => repo.push(&remote, refs, o),
+        Direction::Pull => repo.pull(&remote, refs, o),
+    })?;
     out.emit(serde_json::to_value(&r)?, || describe(&r));
     Ok(())
 }

@@ -28,6 +28,28 @@ pub fn clone(
     Ok((NativeRepository { repo }, json(&report)?))
 }
 
+fn exchange(
+    py: Python<'_>,
+    repo: &NativeRepository,
+    pull: bool,
+    remote: &str,
+    refs: Vec<String>,
+    force: bool,
+) -> PyResult<String> {
+    let opts = TransferOptions {
+        force,
+        progress: None,
+    };
+    let r = py.detach(|| {
+        if pull {
+            repo.repo.pull(remote, &refs, &opts)
+        } else {
+            repo.repo.push(remote, &refs, &opts)
+        }
+    });
+    json(&r.py_err()?)
+}
+
 /// Send `refs` (all branches and tags when empty) from `repo` to `remote`; report as JSON.
 #[pyfunction]
 #[pyo3(signature = (repo, remote, refs, force = false))]
@@ -38,14 +60,7 @@ pub fn push(
     refs: Vec<String>,
     force: bool,
 ) -> PyResult<String> {
-    let opts = TransferOptions {
-        force,
-        progress: None,
-    };
-    json(
-        &py.detach(|| repo.repo.push(remote, &refs, &opts))
-            .py_err()?,
-    )
+    exchange(py, repo, false, remote, refs, force)
 }
 
 /// Fetch `refs` (all of the remote's branches and tags when empty) from `remote` into
@@ -59,14 +74,7 @@ pub fn pull(
     refs: Vec<String>,
     force: bool,
 ) -> PyResult<String> {
-    let opts = TransferOptions {
-        force,
-        progress: None,
-    };
-    json(
-        &py.detach(|| repo.repo.pull(remote, &refs, &opts))
-            .py_err()?,
-    )
+    exchange(py, repo, true, remote, refs, force)
 }
 
 /// The named remotes of `repo`.

@@ -131,6 +131,28 @@ impl NodeCache {
     }
 }
 
+/// A failed read of the record of `id` at `loc`: a pack that is gone means the object moved
+/// or is missing (callers look again), a short read that the pack is truncated.
+fn record_read_error(
+    e: Error,
+    id: &ObjectId,
+    kind: ObjectKind,
+    loc: &Location,
+    what: &dyn Fn() -> String,
+) -> Error {
+    match e {
+        Error::BlobNotFound(_) => Error::ObjectMissing {
+            id: id.to_hex(),
+            kind: kind.name(),
+            context: format!(" (pack {} is gone)", loc.pack),
+        },
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
+        }
+        e => e,
+    }
+}
+
 /// The most metadata [`Repository::prefetch_metadata`] reads ahead (raw bytes).
 pub(crate) const PREFETCH_LIMIT: u64 = 256 << 20;
 /// Records at most this far apart in a pack are fetched with one read.
@@ -369,17 +391,7 @@ impl Repository {
             .objects_read
             .fetch_add(1, Ordering::Relaxed);
         let key = loc.pack.key();
-        let gone = |e: Error| match e {
-            Error::BlobNotFound(_) => Error::ObjectMissing {
-                id: id.to_hex(),
-                kind: kind.name(),
-                context: format!(" (pack {} is gone)", loc.pack),
-            },
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
-            }
-            e => e,
-        };
+        let gone = |e: Error| record_read_error(e, id, kind, loc, what);
         if loc.payload_len > (out.len() as u64).saturating_mul(2) + 1024 {
             return Err(Error::corrupt(
                 what(),
@@ -582,19 +594,7 @@ impl Repository {
             let mut rec = vec![0u8; RECORD_HEADER_LEN + loc.payload_len as usize];
             self.storage()
                 .read_at(&loc.pack.key(), loc.offset, &mut rec)
-                .map_err(|e| match e {
-                    Error::BlobNotFound(_) => Error::ObjectMissing {
-                        id: id.to_hex(),
-                        kind: kind.name(),
-                        context: format!(" (pack {} is gone)", loc.pack),
-                    },
-                    Error::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::UnexpectedEof =>
-                    {
-                        Error::corrupt(what(), format!("pack {} is truncated", loc.pack))
-                    }
-                    e => e,
-                })?;
+                .map_err(|e| record_read_error(e, id, kind, &loc, &what))?;
             let h = RecordHeader::decode(&rec[..RECORD_HEADER_LEN])
                 .map_err(|d| Error::corrupt(what(), d))?;
             if h.id != *id
@@ -666,25 +666,22 @@ impl Repository {
     /// The version and body of metadata object `id` of `kind` (the body not yet decoded, its
     /// id not yet checked).
     fn read_body(&self, id: &ObjectId, kind: ObjectKind) -> Result<(u8, Vec<u8>)> {
-        if let Some((k, v, body)) = self
-            .inner
-            .recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            && *k == kind
-        {
-            return Ok((*v, body.to_vec()));
+        let held = |m: &RecentMetadata| {
+            m.get(id)
+                .filter(|(k, _, _)| *k == kind)
+                .map(|(_, v, body)| (*v, body.to_vec()))
+        };
+        if let Some(hit) = held(&self.inner.recent.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(hit);
         }
-        if let Some((k, v, body)) = self
-            .inner
-            .prefetched
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            && *k == kind
-        {
-            return Ok((*v, body.to_vec()));
+        if let Some(hit) = held(
+            &self
+                .inner
+                .prefetched
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        ) {
+            return Ok(hit);
         }
         let what = || format!("{} {}", kind.name(), id.short());
         self.at_current_location(id, kind, |o| {
