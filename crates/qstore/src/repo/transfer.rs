@@ -204,10 +204,7 @@ pub fn transfer(
 
     // Each ref must move forward (or be forced).
     for p in &mut plans {
-        let what = match p.spec.dst {
-            RefName::Branch(_) => "branch",
-            RefName::Tag(_) => "tag",
-        };
+        let what = ref_kind(&p.spec.dst);
         p.change = match p.old {
             None => RefChange::Created,
             Some(o) if o == p.new => RefChange::UpToDate,
@@ -248,7 +245,11 @@ pub fn transfer(
 
     // The objects to send.
     let commits = walk.new_commits.clone();
-    let safe = walk.safe_objects()?;
+    let safe = if commits.is_empty() {
+        HashSet::new()
+    } else {
+        walk.safe_objects()?
+    };
     let mut objects = Objects::new(src, dst, safe);
     for c in &commits {
         objects.commit(c, &walk.commits[c])?;
@@ -286,10 +287,7 @@ pub fn transfer(
             swap(dst, &p.spec.dst, p.old, p.new, generation)?;
         }
         report.refs.push(RefUpdate {
-            kind: match p.spec.dst {
-                RefName::Branch(_) => "branch",
-                RefName::Tag(_) => "tag",
-            },
+            kind: ref_kind(&p.spec.dst),
             name: p.spec.dst.name().to_string(),
             old: p.old.map(|o| o.to_hex()),
             new: p.new.to_hex(),
@@ -302,6 +300,14 @@ pub fn transfer(
         let _ = dst.auto_merge();
     }
     Ok(report)
+}
+
+/// `branch` or `tag`, for reports and messages.
+fn ref_kind(r: &RefName) -> &'static str {
+    match r {
+        RefName::Branch(_) => "branch",
+        RefName::Tag(_) => "tag",
+    }
 }
 
 /// True when `commit` of `repo` has no parents and no states: the commit a new repository's
@@ -329,10 +335,7 @@ fn swap(
             Ok(CasOutcome::Mismatch { actual }) if actual == Some(new) => return Ok(()),
             Ok(CasOutcome::Mismatch { actual }) => {
                 return Err(Error::NotFastForward {
-                    what: match name {
-                        RefName::Branch(_) => "branch",
-                        RefName::Tag(_) => "tag",
-                    },
+                    what: ref_kind(name),
                     name: name.name().to_string(),
                     destination: dst.address().to_string(),
                     detail: format!(
