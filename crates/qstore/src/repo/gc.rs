@@ -7,13 +7,12 @@
 
 use super::Repository;
 use super::scratch::reap_expired_scratch;
-use super::tree;
 use crate::error::{Error, Result};
+use crate::format::ObjectKind;
 use crate::format::commit::Commit;
 use crate::format::manifest::ChunkRef;
 use crate::format::pack::{IndexEntry, PackWriter, read_index};
 use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
-use crate::format::tree::ItemValue;
 use crate::id::{ObjectId, PackId};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -81,42 +80,20 @@ pub(crate) fn mark(repo: &Repository) -> Result<HashSet<ObjectId>> {
     Ok(live)
 }
 
-/// Mark a commit's tree: its nodes (into `nodes`), and the manifests and chunks of its states.
+/// Mark a commit's tree: its tree objects and manifests (into `nodes`), and the manifests and
+/// chunks of its states (into `live`).
 fn mark_tree(
     repo: &Repository,
     tree: &ObjectId,
     live: &mut HashSet<ObjectId>,
     nodes: &mut HashSet<ObjectId>,
 ) -> Result<()> {
-    if nodes.contains(tree) || live.contains(tree) {
-        return Ok(());
-    }
-    if repo.is_legacy_tree(tree)? {
-        let w = repo.walk_legacy_unseen(tree, live);
-        if let Some(e) = w.error {
-            return Err(e);
-        }
-        live.extend(w.trees);
-        for (_, m) in w.states {
-            mark_manifest(repo, &m, live)?;
-        }
-        return Ok(());
-    }
-    let mut manifests = Vec::new();
-    tree::walk_nodes(repo, tree, nodes, &mut |_, n| {
-        if n.level == 0 {
-            for it in &n.items {
-                if let ItemValue::State(e) = &it.value {
-                    manifests.push(e.manifest);
-                }
-            }
+    repo.visit_tree_objects(tree, nodes, &mut |id, kind| {
+        if kind == ObjectKind::Manifest {
+            mark_manifest(repo, &id, live)?;
         }
         Ok(())
-    })?;
-    for m in manifests {
-        mark_manifest(repo, &m, live)?;
-    }
-    Ok(())
+    })
 }
 
 fn mark_manifest(repo: &Repository, id: &ObjectId, live: &mut HashSet<ObjectId>) -> Result<()> {

@@ -839,6 +839,54 @@ impl Repository {
         }
     }
 
+    /// Visit the objects of the tree `root` (a version-1 tree or a path tree) that are not in
+    /// `seen`, adding them: `on(id, Tree)` for each tree object, then `on(id, Manifest)` for
+    /// each state's manifest. Shared subtrees and manifests are visited once across calls.
+    pub(crate) fn visit_tree_objects(
+        &self,
+        root: &ObjectId,
+        seen: &mut std::collections::HashSet<ObjectId>,
+        on: &mut dyn FnMut(ObjectId, ObjectKind) -> Result<()>,
+    ) -> Result<()> {
+        if seen.contains(root) {
+            return Ok(());
+        }
+        let mut manifests = Vec::new();
+        if self.is_legacy_tree(root)? {
+            let w = self.walk_legacy_unseen(root, seen);
+            if let Some(e) = w.error {
+                return Err(e);
+            }
+            for t in w.trees {
+                seen.insert(t);
+                on(t, ObjectKind::Tree)?;
+            }
+            manifests.extend(w.states.into_iter().map(|(_, m)| m));
+        } else {
+            let mut nodes = Vec::new();
+            tree::walk_nodes(self, root, seen, &mut |id, n| {
+                nodes.push(*id);
+                if n.level == 0 {
+                    for it in &n.items {
+                        if let crate::format::tree::ItemValue::State(e) = &it.value {
+                            manifests.push(e.manifest);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            for n in nodes {
+                on(n, ObjectKind::Tree)?;
+            }
+        }
+        for m in manifests {
+            if seen.insert(m) {
+                on(m, ObjectKind::Manifest)?;
+            }
+        }
+        Ok(())
+    }
+
     /// True when tree object `id` is a version-1 directory tree.
     pub(crate) fn is_legacy_tree(&self, id: &ObjectId) -> Result<bool> {
         {

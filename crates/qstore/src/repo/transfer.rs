@@ -24,13 +24,11 @@
 //! overwritten.
 
 use super::Repository;
-use super::tree;
 use super::writer::ObjectWriter;
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
 use crate::format::commit::Commit;
 use crate::format::manifest::ChunkRef;
-use crate::format::tree::ItemValue;
 use crate::id::ObjectId;
 use crate::path::RefName;
 use crate::refs::CasOutcome;
@@ -495,62 +493,10 @@ impl<'a> CommitWalk<'a> {
         let mut safe = HashSet::new();
         for b in &self.boundary {
             let c = reader.commit(b)?;
-            tree_objects(reader, &c.tree, &mut safe, &mut |_, _| Ok(()))?;
+            reader.visit_tree_objects(&c.tree, &mut safe, &mut |_, _| Ok(()))?;
         }
         Ok(safe)
     }
-}
-
-/// Visit the tree objects of the tree `root` (legacy or current) not in `seen` (adding
-/// them): `on_tree` for each tree object, `on_manifest` (through it, with kind Manifest) for
-/// each state's manifest not seen before.
-fn tree_objects(
-    repo: &Repository,
-    root: &ObjectId,
-    seen: &mut HashSet<ObjectId>,
-    on: &mut dyn FnMut(ObjectId, ObjectKind) -> Result<()>,
-) -> Result<()> {
-    if seen.contains(root) {
-        return Ok(());
-    }
-    if repo.is_legacy_tree(root)? {
-        let w = repo.walk_legacy_unseen(root, seen);
-        if let Some(e) = w.error {
-            return Err(e);
-        }
-        for t in w.trees {
-            seen.insert(t);
-            on(t, ObjectKind::Tree)?;
-        }
-        for (_, m) in w.states {
-            if seen.insert(m) {
-                on(m, ObjectKind::Manifest)?;
-            }
-        }
-        return Ok(());
-    }
-    let mut manifests = Vec::new();
-    let mut nodes = Vec::new();
-    tree::walk_nodes(repo, root, seen, &mut |id, n| {
-        nodes.push(*id);
-        if n.level == 0 {
-            for it in &n.items {
-                if let ItemValue::State(e) = &it.value {
-                    manifests.push(e.manifest);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    for n in nodes {
-        on(n, ObjectKind::Tree)?;
-    }
-    for m in manifests {
-        if seen.insert(m) {
-            on(m, ObjectKind::Manifest)?;
-        }
-    }
-    Ok(())
 }
 
 /// The objects to send, gathered from the new commits.
@@ -589,10 +535,11 @@ impl<'a> Objects<'a> {
 
     fn commit(&mut self, id: &ObjectId, c: &Commit) -> Result<()> {
         let mut met = Vec::new();
-        tree_objects(self.src, &c.tree, &mut self.seen, &mut |o, k| {
-            met.push((o, k));
-            Ok(())
-        })?;
+        self.src
+            .visit_tree_objects(&c.tree, &mut self.seen, &mut |o, k| {
+                met.push((o, k));
+                Ok(())
+            })?;
         for (o, k) in met {
             if k == ObjectKind::Manifest {
                 self.manifests.push(o);
