@@ -438,3 +438,64 @@ fn a_reader_with_a_stale_index_follows_chunks_into_rewritten_packs() {
     assert_eq!(stale.reader("main", "x").unwrap().read_all().unwrap(), x);
     assert!(repo.fsck(true).unwrap().healthy());
 }
+
+/// An init killed after it claimed its ref store but before its config landed is completed
+/// by the next init of the same location, with the same id; a ref store claimed by another
+/// repository is still refused.
+#[test]
+fn an_interrupted_init_is_completed_by_the_next_one() {
+    use qstore::coord::Coordination;
+    use qstore::coord::memory::MemoryCoordination;
+    use qstore::storage::Storage;
+    use qstore::storage::memory::MemoryStorage;
+    use std::sync::Arc;
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let coord: Arc<dyn Coordination> = Arc::new(MemoryCoordination::default());
+    let first = Repository::init_parts(
+        "memory://halfway",
+        storage.clone(),
+        coord.clone(),
+        RepoConfig::default(),
+    )
+    .unwrap();
+    let id = first.config().repository_id.clone();
+    let main = first.branch_head("main").unwrap();
+    assert!(
+        storage.get("init.json").is_err(),
+        "the marker goes once the config lands"
+    );
+    // The crash: everything but the config (and the marker still there).
+    storage.delete("config.json").unwrap();
+    storage
+        .put(
+            "init.json",
+            format!("{{\"repository_id\":\"{id}\"}}").as_bytes(),
+            qstore::storage::PutMode::Overwrite,
+        )
+        .unwrap();
+    assert!(matches!(
+        Repository::open_parts("memory://halfway", storage.clone(), coord.clone()),
+        Err(qstore::Error::RepositoryNotFound(_))
+    ));
+    let again = Repository::init_parts(
+        "memory://halfway",
+        storage.clone(),
+        coord.clone(),
+        RepoConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(again.config().repository_id, id);
+    assert_eq!(again.branch_head("main").unwrap(), main);
+    assert!(again.fsck(true).unwrap().healthy());
+    // Without a marker of its own, another location cannot take a claimed ref store.
+    let elsewhere: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let e = Repository::init_parts("memory://other", elsewhere, coord, RepoConfig::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            qstore::Error::RefStoreMismatch { .. } | qstore::Error::RepositoryExists(_)
+        ),
+        "{e}"
+    );
+}

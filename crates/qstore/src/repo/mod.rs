@@ -180,6 +180,31 @@ fn refs_beside_blobs(kind: &str) -> bool {
     matches!(kind, "local" | "memory")
 }
 
+/// The blob an `init` in progress writes first: the id it is creating (see `init_parts`).
+pub const INIT_MARKER_KEY: &str = "init.json";
+
+/// The id recorded by an init that did not finish, if any.
+fn read_init_marker(storage: &Arc<dyn Storage>) -> Result<Option<String>> {
+    let bytes = match storage.get(INIT_MARKER_KEY) {
+        Ok(b) => b,
+        Err(Error::BlobNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(
+            INIT_MARKER_KEY,
+            format!("{e} (left by an interrupted init; delete it to start over)"),
+        )
+    })?;
+    match v.get("repository_id").and_then(|i| i.as_str()) {
+        Some(id) if !id.is_empty() => Ok(Some(id.to_string())),
+        _ => Err(Error::corrupt(
+            INIT_MARKER_KEY,
+            "no repository_id (left by an interrupted init; delete it to start over)",
+        )),
+    }
+}
+
 pub(crate) struct Inner {
     address: String,
     storage: Arc<dyn Storage>,
@@ -253,7 +278,8 @@ impl Repository {
                 crate::format::config::REPO_FORMAT_VERSION
             )));
         }
-        if config.repository_id.is_empty() {
+        let generated = config.repository_id.is_empty();
+        if generated {
             config.repository_id = new_repository_id();
         }
         if !refs_beside_blobs(coord.kind()) {
@@ -268,6 +294,25 @@ impl Repository {
             Err(Error::BlobNotFound(_)) => {}
             Err(e) => return Err(e),
         }
+        // The id being created is recorded beside the blobs before the ref store is claimed:
+        // an init killed after claiming it (before the config landed) is completed by the
+        // next init of the same location with the same id, instead of finding its ref store
+        // held by a repository that never came to be.
+        let resuming = match read_init_marker(&storage)? {
+            Some(id) if generated || id == config.repository_id => {
+                config.repository_id = id;
+                true
+            }
+            _ => {
+                let marker = serde_json::json!({ "repository_id": config.repository_id });
+                storage.put(
+                    INIT_MARKER_KEY,
+                    marker.to_string().as_bytes(),
+                    PutMode::Overwrite,
+                )?;
+                false
+            }
+        };
         // The ref store is claimed first: of two inits racing on one ref store, one wins
         // here, whatever the object store does with conditional writes.
         coord.bind(&config.repository_id, true)?;
@@ -291,6 +336,9 @@ impl Repository {
             .compare_and_swap(&main, None, Some(commit))?
         {
             CasOutcome::Swapped => {}
+            // The interrupted init had created `main` (its first commit is stored: packs
+            // land before refs name them).
+            CasOutcome::Mismatch { actual: Some(_) } if resuming => {}
             CasOutcome::Mismatch { .. } => return Err(Error::RepositoryExists(address.into())),
         }
         match repo
@@ -298,7 +346,11 @@ impl Repository {
             .storage
             .put(CONFIG_KEY, &config.encode(), PutMode::Create)?
         {
-            PutOutcome::Written => Ok(repo),
+            PutOutcome::Written => {
+                // Best effort: once the config exists the marker means nothing.
+                let _ = repo.inner.storage.delete(INIT_MARKER_KEY);
+                Ok(repo)
+            }
             PutOutcome::AlreadyExists => Err(Error::RepositoryExists(address.into())),
         }
     }
