@@ -89,8 +89,9 @@ class Commit:
 
 @dataclass
 class SparseState:
-    """A state vector's non-zero amplitudes: ``indices`` (uint64, ascending, qubit 0 = bit 0)
-    and ``values`` (complex), of a ``2**n_qubits`` vector."""
+    """A state vector's non-zero amplitudes: ``indices`` (ascending, qubit 0 = bit 0; uint64 up
+    to 64 qubits, an object array of Python ints for wider states, up to 1,024 qubits) and
+    ``values`` (complex), of a ``2**n_qubits`` vector."""
 
     n_qubits: int
     indices: np.ndarray
@@ -116,10 +117,15 @@ class SparseState:
         return out
 
 
-def _sparse_state(info: Mapping[str, Any], idx: np.ndarray, raw: np.ndarray) -> SparseState:
+def _sparse_state(info: Mapping[str, Any], idx: np.ndarray, raw: np.ndarray, words: int = 1) -> SparseState:
     dtype = info["dtype"]
-    shape = info["shape"]
-    n = int(shape[0]).bit_length() - 1 if info["kind"] == "statevector" else 0
+    n = int(info.get("qubits") or 0)
+    if words > 1:
+        rows = idx.reshape(-1, words)
+        wide = np.empty(len(rows), dtype=object)
+        for k, row in enumerate(rows):
+            wide[k] = sum(int(w) << (64 * j) for j, w in enumerate(row))
+        idx = wide
     return SparseState(n_qubits=n, indices=idx, values=raw.view(np.dtype(dtype)), dtype=dtype)
 
 
@@ -265,8 +271,8 @@ class Repository:
         """Non-zero amplitudes of a state vector (a sparse-encoded state as stored; a dense
         one scanned)."""
         info = self._n.info(ref, path)
-        idx, raw = self._n.read_sparse(info["commit"], path)
-        return _sparse_state(info, idx, raw)
+        idx, raw, words = self._n.read_sparse(info["commit"], path)
+        return _sparse_state(info, idx, raw, words)
 
     def ls(self, prefix: Optional[str] = None, ref: str = "main") -> List[StateInfo]:
         """Every state under ``prefix`` (or all), sorted by path."""

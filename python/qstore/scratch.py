@@ -89,8 +89,8 @@ class Handle:
         return _read(self._n.info(), self._n.read_into, self._n.check_materialise, start, stop, out)
 
     def get_sparse(self) -> SparseState:
-        idx, raw = self._n.read_sparse()
-        return _sparse_state(self._n.info(), idx, raw)
+        idx, raw, words = self._n.read_sparse()
+        return _sparse_state(self._n.info(), idx, raw, words)
 
     def pin(self) -> None:
         """Keep the state after every handle is gone (until ``unpin`` or the space closes)."""

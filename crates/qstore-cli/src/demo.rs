@@ -210,6 +210,7 @@ fn simulate(repo: &Repository, n: u32) -> Result<SimPart> {
             density: false,
             states: true,
             scratch_quota: 8 << 30,
+            ..Default::default()
         },
     )?;
     Ok(SimPart {

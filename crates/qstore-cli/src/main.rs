@@ -313,6 +313,18 @@ enum Cmd {
         /// store catches up.
         #[arg(long)]
         drain_to: Option<String>,
+        /// The engine: `auto` (sparse while the support is small, then dense), `sparse` (up
+        /// to 1,024 qubits) or `dense` (up to 34 qubits).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "sparse", "dense"])]
+        method: String,
+        /// Most memory the state may take (`16GiB`, `512MiB`); default: what the machine
+        /// has available.
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<u64>,
+        /// Drop amplitudes of magnitude below EPS after every operation of the sparse engine
+        /// (renormalising); the probability mass dropped is reported and stored.
+        #[arg(long, value_parser = parse_eps)]
+        prune_below: Option<f64>,
     },
     /// Serve the Docker volume plugin (legacy protocol) on a unix socket; volumes live under
     /// --root and are snapshotted into the repository.
@@ -429,21 +441,36 @@ enum ScratchCmd {
 }
 
 /// Parse a byte count: `4096`, `64K`, `32M`, `2G` (binary multiples).
+/// A pruning threshold: a finite number in (0, 1).
+fn parse_eps(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(e) if e > 0.0 && e < 1.0 => Ok(e),
+        _ => Err(format!("{s} is not a threshold in (0, 1)")),
+    }
+}
+
 fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
+    // `64G`, `64GiB`, `64GB` and `64g` are the same (binary units); `64`, `64B`: bytes.
+    let t = s.trim().to_ascii_lowercase();
+    let unitless = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
+    let (num, mult) = match unitless.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
             let m = match c.to_ascii_uppercase() {
                 'K' => 1u64 << 10,
                 'M' => 1 << 20,
                 'G' => 1 << 30,
-                _ => return Err(format!("unknown unit in {s:?} (use K, M or G)")),
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown unit in {s:?} (use K, M, G or T)")),
             };
-            (&t[..i], m)
+            (&unitless[..i], m)
         }
-        _ => (t, 1),
+        _ => (unitless, 1),
     };
-    num.parse::<u64>()
+    num.trim()
+        .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("{s:?} is not a byte count"))
@@ -554,6 +581,8 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             return exit::INVALID_INPUT;
         }
         Some(qstore_sim::SimError::CircuitChanged { .. }) => return exit::CONFLICT,
+        Some(qstore_sim::SimError::OutOfMemory(_)) => return exit::QUOTA,
+        Some(qstore_sim::SimError::Options(_)) => return exit::USAGE,
         Some(qstore_sim::SimError::NoCheckpoint(_)) => return exit::NOT_FOUND,
         Some(qstore_sim::SimError::BadCheckpoint { .. }) => return exit::CORRUPT,
         Some(qstore_sim::SimError::Store(inner)) => {
@@ -961,7 +990,24 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
             density_matrix,
             drain_to,
+            method,
+            memory_limit,
+            prune_below,
         } => {
+            let method = qstore_sim::Method::from_name(&method).unwrap_or_default();
+            if density_matrix && method == qstore_sim::Method::Sparse {
+                return Err(UsageError(
+                    "--density-matrix simulates a dense density matrix: not with --method sparse"
+                        .into(),
+                )
+                .into());
+            }
+            if prune_below.is_some() && (density_matrix || trajectories.is_some()) {
+                return Err(UsageError(
+                    "--prune-below applies to single runs, not to --density-matrix or --trajectories".into(),
+                )
+                .into());
+            }
             if drain_to.is_some() && (density_matrix || trajectories.is_some()) {
                 return Err(UsageError(
                     "--drain-to applies to checkpointed single runs, not to --density-matrix or --trajectories (push the branch afterwards)".into(),
@@ -1022,6 +1068,8 @@ fn run(cli: Cli) -> Result<()> {
                             density: false,
                             states: false,
                             scratch_quota: 64 << 30,
+                            method,
+                            memory_limit,
                         },
                         &save,
                         &out,
@@ -1044,6 +1092,9 @@ fn run(cli: Cli) -> Result<()> {
                             checkpoint_every,
                             resume,
                             seed,
+                            method,
+                            memory_limit,
+                            prune_below,
                             abort_after,
                         },
                         drain_to.as_deref(),
@@ -1447,9 +1498,9 @@ fn get(
                     "--range writes .npy output only".into(),
                 )));
             }
-            let (idx, vals) = reader.read_sparse()?;
-            sparse_json::write(&mut w, &entry, &idx, &vals)?;
-            idx.len() as u128
+            let sparse = reader.read_sparse_wide()?;
+            sparse_json::write(&mut w, &entry, &sparse)?;
+            sparse.len() as u128
         } else if let Some(r) = range {
             let (a, b) = parse_range(r)?;
             let item = entry.dtype.item_size() as u64;

@@ -60,6 +60,7 @@ pub fn study(
             "trajectories": r.trajectories, "shots": r.shots, "error_free": r.error_free,
             "distinct_states": r.distinct_states, "outcomes": r.outcomes, "seconds": r.seconds,
             "scratch_peak_bytes": r.scratch_peak_bytes, "branch": opts.branch, "prefix": opts.prefix,
+            "sparse_trajectories": r.sparse_trajectories,
             "commit": r.commit,
         }),
         || {
@@ -125,6 +126,9 @@ pub fn run(
             "checkpoint_bytes": r.checkpoint_bytes, "checkpoint_seconds": r.checkpoint_seconds,
             "checkpoint_overhead": overhead, "branch": opts.branch, "output": r.output,
             "commit": r.final_commit, "clbits": r.clbits, "drain": drained,
+            "method": opts.method.name(), "engine": r.engine, "support": r.support,
+            "peak_support": r.peak_support, "switched_to_dense_at": r.switched_at,
+            "pruned_mass": r.pruned_mass,
         }),
         || {
             if r.already_done {
@@ -153,6 +157,7 @@ pub fn run(
                 r.checkpoint_seconds,
                 overhead * 100.0
             );
+            s += &engine_line(&r, &opts);
             s += &format!(
                 "final state: {} on branch {} (commit {})",
                 r.output,
@@ -169,6 +174,28 @@ pub fn run(
         },
     );
     Ok(())
+}
+
+/// The run summary's line about the engine.
+fn engine_line(r: &qstore_sim::RunReport, opts: &RunOptions) -> String {
+    let mut s = format!("engine: {} (--method {})", r.engine, opts.method.name());
+    if let Some(k) = r.switched_at {
+        s += &format!(
+            ", switched to dense before operation {} (support could pass 1/32 of 2^{})",
+            k + 1,
+            r.qubits
+        );
+    }
+    if r.engine == "sparse" {
+        s += &format!(
+            "; {} non-zero amplitudes at the end, at most {}",
+            r.support, r.peak_support
+        );
+    }
+    if opts.prune_below.is_some() {
+        s += &format!("; pruning dropped {:.3e} of the probability", r.pruned_mass);
+    }
+    s + "\n"
 }
 
 /// Run `circuit` in the density-matrix mode.

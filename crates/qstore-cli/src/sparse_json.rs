@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use qstore::state::sparse::parse_basis_key;
-use qstore::{DType, SparseInput, StateEntry};
+use qstore::{DType, SparseInput, StateEntry, WideSparse};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -75,8 +75,38 @@ pub fn read(path: &Path) -> Result<Sparse> {
     })
 }
 
-/// Write a state's non-zero entries as a sparse JSON file (decimal keys).
-pub fn write(w: &mut dyn Write, e: &StateEntry, idx: &[u64], vals: &[u8]) -> Result<()> {
+/// Decimal digits of a multi-word number (least significant word first).
+fn to_decimal(words: &[u64]) -> String {
+    let mut w: Vec<u64> = words.to_vec();
+    while w.len() > 1 && w.last() == Some(&0) {
+        w.pop();
+    }
+    if w.len() == 1 {
+        return w[0].to_string();
+    }
+    // Repeated division by 10^19 (the largest power of ten in a u64).
+    const BASE: u64 = 10_000_000_000_000_000_000;
+    let mut groups = Vec::new();
+    while w.iter().any(|x| *x != 0) {
+        let mut rem: u128 = 0;
+        for x in w.iter_mut().rev() {
+            let cur = (rem << 64) | u128::from(*x);
+            *x = (cur / u128::from(BASE)) as u64;
+            rem = cur % u128::from(BASE);
+        }
+        groups.push(rem as u64);
+    }
+    let mut s = groups
+        .pop()
+        .map_or_else(|| "0".to_string(), |g| g.to_string());
+    for g in groups.iter().rev() {
+        s += &format!("{g:019}");
+    }
+    s
+}
+
+/// Write a state's non-zero entries as a sparse JSON file (decimal keys, of any width).
+pub fn write(w: &mut dyn Write, e: &StateEntry, s: &WideSparse) -> Result<()> {
     let Some(n) = e
         .qubits()
         .filter(|_| e.kind == qstore::StateKind::StateVector)
@@ -90,16 +120,35 @@ pub fn write(w: &mut dyn Write, e: &StateEntry, idx: &[u64], vals: &[u8]) -> Res
         "{{\"n_qubits\": {n}, \"dtype\": \"{}\", \"amplitudes\": {{",
         e.dtype.name()
     )?;
-    for (k, i) in idx.iter().enumerate() {
-        let [re, im] = e.dtype.amplitude(vals, k);
+    for k in 0..s.len() {
+        let [re, im] = e.dtype.amplitude(&s.values, k);
         let sep = if k == 0 { "" } else { ", " };
         write!(
             w,
-            "{sep}\"{i}\": [{}, {}]",
+            "{sep}\"{}\": [{}, {}]",
+            to_decimal(s.basis_index(k)),
             serde_json::to_string(&re)?,
             serde_json::to_string(&im)?
         )?;
     }
     writeln!(w, "}}}}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_decimal;
+
+    #[test]
+    fn decimal_keys_of_any_width() {
+        assert_eq!(to_decimal(&[0, 0]), "0");
+        assert_eq!(to_decimal(&[42]), "42");
+        assert_eq!(to_decimal(&[0, 1]), "18446744073709551616");
+        assert_eq!(to_decimal(&[u64::MAX, u64::MAX]), u128::MAX.to_string());
+        assert_eq!(to_decimal(&[5, 0, 0, 0]), "5");
+        assert_eq!(
+            to_decimal(&[0, 0, 1]),
+            "340282366920938463463374607431768211456"
+        );
+    }
 }

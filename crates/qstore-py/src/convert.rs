@@ -19,6 +19,7 @@ pub fn entry_dict<'py>(
     d.set_item("kind", e.kind.name())?;
     d.set_item("dtype", e.dtype.name())?;
     d.set_item("shape", e.shape.clone())?;
+    d.set_item("qubits", e.qubits())?;
     d.set_item("encoding", e.encoding.name())?;
     d.set_item("nnz", e.nnz)?;
     d.set_item("norm", e.norm)?;

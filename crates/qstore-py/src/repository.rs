@@ -52,16 +52,21 @@ pub fn read_into(
     .py_err()
 }
 
-/// Basis indices and amplitude bytes of a sparse form.
-pub type SparseArrays<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u8>>);
+/// Basis index words, amplitude bytes and words per index of a sparse form.
+pub type SparseArrays<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u8>>, usize);
 
-/// The sparse form as (indices, value bytes) NumPy arrays, moved without copying.
+/// The sparse form as (index words, value bytes) NumPy arrays, moved without copying, and
+/// the words per index (1 up to 64 qubits; states of up to 1,024 qubits have more).
 pub fn read_sparse<'py>(
     py: Python<'py>,
     open: impl FnOnce() -> qstore::Result<StateReader> + Send,
 ) -> PyResult<SparseArrays<'py>> {
-    let (idx, vals) = py.detach(|| open()?.read_sparse()).py_err()?;
-    Ok((PyArray1::from_vec(py, idx), PyArray1::from_vec(py, vals)))
+    let w = py.detach(|| open()?.read_sparse_wide()).py_err()?;
+    Ok((
+        PyArray1::from_vec(py, w.indices),
+        PyArray1::from_vec(py, w.values),
+        w.words,
+    ))
 }
 
 /// An open repository.
@@ -117,7 +122,7 @@ impl NativeRepository {
         read_into(py, || self.repo.reader(spec, path), start, stop, out)
     }
 
-    /// The sparse form: (indices uint64, amplitude bytes uint8).
+    /// The sparse form: (index words uint64, amplitude bytes uint8, words per index).
     fn read_sparse<'py>(
         &self,
         py: Python<'py>,

@@ -41,11 +41,14 @@ pub enum Op {
     },
 }
 
-/// The value of classical register `start..start + size` (bit 0 lowest) in `clbits`.
-pub fn creg_value(clbits: &[bool], start: u32, size: u32) -> u64 {
-    (0..size).fold(0u64, |v, k| {
-        v | (u64::from(clbits.get((start + k) as usize).copied().unwrap_or(false)) << k)
-    })
+/// True when classical register `start..start + size` (bit 0 lowest) in `clbits` holds
+/// `value` (bits past the 64th must be 0).
+pub fn creg_equals(clbits: &[bool], start: u32, size: u32, value: u64) -> bool {
+    (0..size).all(|k| {
+        let bit = clbits.get((start + k) as usize).copied().unwrap_or(false);
+        let want = k < 64 && value >> k & 1 == 1;
+        bit == want
+    }) && (size >= 64 || value >> size == 0)
 }
 
 /// A parsed circuit: qubit and clbit counts, and operations with their source lines.

@@ -232,8 +232,7 @@ impl DensityMatrix {
                 value,
                 op,
             } => {
-                let reg = crate::circuit::creg_value(clbits, *start, *size);
-                if reg == *value {
+                if crate::circuit::creg_equals(clbits, *start, *size, *value) {
                     self.run(op, clbits, model, rng);
                 }
             }

@@ -11,7 +11,7 @@
 //! probability p.
 
 use crate::circuit::{Gate, Op, PAULI_X};
-use crate::statevector::StateVector;
+use crate::state::QuantumState;
 use num_complex::Complex64 as C;
 use rand::Rng;
 
@@ -72,7 +72,7 @@ impl NoiseModel {
 
     /// Apply the noise that follows `op` (a gate) to the state. Returns true when an error
     /// event happened.
-    pub fn after(&self, op: &Op, s: &mut StateVector, rng: &mut impl Rng) -> bool {
+    pub fn after(&self, op: &Op, s: &mut impl QuantumState, rng: &mut impl Rng) -> bool {
         let qs = match op {
             Op::Gate(g) => gate_qubits(g),
             Op::If { op, .. } => match &**op {
@@ -130,7 +130,7 @@ pub fn gate_qubits(g: &Gate) -> Vec<u32> {
 }
 
 /// Apply Pauli `k` (0 I, 1 X, 2 Y, 3 Z) to qubit `q`.
-fn pauli(s: &mut StateVector, q: u32, k: u8) {
+fn pauli(s: &mut impl QuantumState, q: u32, k: u8) {
     let z = C::new(0.0, 0.0);
     let o = C::new(1.0, 0.0);
     let m = match k {
@@ -148,7 +148,7 @@ fn pauli(s: &mut StateVector, q: u32, k: u8) {
 
 /// One trajectory step of amplitude damping (`amplitude`) or phase damping with strength `g`
 /// on qubit `q`. Returns true when the jump operator was applied.
-fn damp(s: &mut StateVector, q: u32, g: f64, amplitude: bool, rng: &mut impl Rng) -> bool {
+fn damp(s: &mut impl QuantumState, q: u32, g: f64, amplitude: bool, rng: &mut impl Rng) -> bool {
     let p1 = s.prob_one(q);
     let jump = g * p1;
     let r: f64 = rng.random();
@@ -174,7 +174,7 @@ fn damp(s: &mut StateVector, q: u32, g: f64, amplitude: bool, rng: &mut impl Rng
 }
 
 /// Apply a (not necessarily unitary) 2x2 matrix to qubit `q`.
-fn apply_raw(s: &mut StateVector, q: u32, m: [C; 4]) {
+fn apply_raw(s: &mut impl QuantumState, q: u32, m: [C; 4]) {
     s.apply(&Gate::Unitary {
         m,
         target: q,

@@ -13,8 +13,9 @@ use crate::circuit::{Gate, Op, Program};
 use std::collections::HashMap;
 use std::f64::consts::PI;
 
-/// Most qubits a program may declare (the simulator itself stops at fewer).
-pub const MAX_QUBITS: usize = 64;
+/// Most qubits a program may declare (the sparse engine's limit; the dense one stops at
+/// fewer).
+pub const MAX_QUBITS: usize = crate::basis::MAX_SPARSE_QUBITS;
 /// Most classical bits a program may declare.
 pub const MAX_CLBITS: usize = 4096;
 /// Deepest nesting of parentheses and unary operators in an expression.
@@ -497,12 +498,6 @@ impl Parser {
                     Some(r) => (r.1, r.2),
                     None => return err(line, format!("unknown classical register {reg}")),
                 };
-                if size > 64 {
-                    return err(
-                        line,
-                        format!("if on register {reg} of {size} bits (at most 64)"),
-                    );
-                }
                 self.statement(Some((start, size, v)))?;
             }
             _ => {

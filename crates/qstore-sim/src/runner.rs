@@ -1,16 +1,28 @@
 //! Running a circuit against a repository: asynchronous checkpoints every N operations or T
 //! seconds (each one a commit of `checkpoints/state` whose metadata holds the circuit hash,
-//! the next operation, the RNG position, the classical bits and the qubit order), `--resume`
-//! from the latest checkpoint of the branch, and the final state committed at the output path.
+//! the next operation, the RNG position, the classical bits, the engine and the qubit
+//! order), `--resume` from the latest checkpoint of the branch, and the final state committed
+//! at the output path.
 //!
-//! At most one checkpoint is in flight: before staging the next, the previous one is waited
-//! for, so the extra memory is one copy of the state. The time the simulation spends on
-//! checkpoints (the copy, and any wait for the previous one) is reported as the overhead.
+//! A complex128 run follows a [`Plan`] ([`crate::hybrid`]): sparse, dense, or sparse first and
+//! dense once the support is large. Checkpoints and the final state are stored in the form the
+//! run is in: a sparse run's as a sparse state (a checkpoint of GHZ-127 costs bytes), written
+//! synchronously (it is small); a dense run's dense, in the background: at most one dense
+//! checkpoint is in flight, so the extra memory is one copy of the state. The time the
+//! simulation spends on checkpoints (copies, sparse writes and waits) is reported as the
+//! overhead.
 
 use crate::SimError;
-use crate::circuit::Program;
+use crate::basis::words_for;
+use crate::circuit::{Op, Program};
+use crate::hybrid::{Hybrid, Method, Plan, Repr, default_memory_limit};
+use crate::sparse::SparseState;
+use crate::state::QuantumState;
 use crate::statevector::{Real, StateVector};
-use qstore::{ArrayInfo, CommitOptions, PendingCommit, PutOptions, Repository};
+use qstore::{
+    ArrayInfo, CommitOptions, DType, PendingCommit, PutOptions, Repository, StateReader,
+    WideSparseInput,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -18,8 +30,8 @@ use std::time::{Duration, Instant};
 
 /// Where checkpoints are stored on the branch.
 pub const CHECKPOINT_PATH: &str = "checkpoints/state";
-/// Most qubits simulated (a 34-qubit state vector is 256 GiB).
-pub const MAX_QUBITS: usize = 34;
+/// Most qubits of a dense run (a 34-qubit state vector is 256 GiB).
+pub const MAX_QUBITS: usize = crate::hybrid::MAX_DENSE_QUBITS;
 
 const META_KIND: &str = "qstore.sim.kind";
 const META_HASH: &str = "qstore.sim.circuit_hash";
@@ -29,6 +41,8 @@ const META_RNG: &str = "qstore.sim.rng_word_pos";
 const META_CLBITS: &str = "qstore.sim.clbits";
 const META_ORDER: &str = "qstore.sim.qubit_order";
 const META_OUTPUT: &str = "qstore.sim.output";
+const META_ENGINE: &str = "qstore.sim.engine";
+const META_PRUNED: &str = "qstore.sim.pruned_mass";
 
 /// How often to checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,7 +57,8 @@ pub enum Precision {
     /// complex128.
     #[default]
     Double,
-    /// complex64: half the memory and checkpoint bytes, about 1e-7 relative error.
+    /// complex64: half the memory and checkpoint bytes, about 1e-7 relative error (dense
+    /// engine only).
     Single,
 }
 
@@ -57,6 +72,12 @@ pub struct RunOptions {
     pub checkpoint_every: Option<Every>,
     pub resume: bool,
     pub seed: u64,
+    /// The engine: auto (sparse, then dense), sparse or dense.
+    pub method: Method,
+    /// Bytes the state may take; `None`: the memory available on this machine.
+    pub memory_limit: Option<u64>,
+    /// Drop amplitudes of magnitude below this (sparse engine), reporting the mass dropped.
+    pub prune_below: Option<f64>,
     /// Fault injection for tests: abort the process (no clean-up, like `kill -9`) once this
     /// many operations have run.
     pub abort_after: Option<usize>,
@@ -71,7 +92,22 @@ impl Default for RunOptions {
             checkpoint_every: None,
             resume: false,
             seed: 0,
+            method: Method::Auto,
+            memory_limit: None,
+            prune_below: None,
             abort_after: None,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The plan the options give.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            method: self.method,
+            memory_limit: self.memory_limit.unwrap_or_else(default_memory_limit),
+            prune_below: self.prune_below,
+            checkpoints: self.checkpoint_every.is_some(),
         }
     }
 }
@@ -99,6 +135,16 @@ pub struct RunReport {
     pub final_commit: String,
     pub output: String,
     pub clbits: String,
+    /// The engine the run ended in: `sparse` or `dense`.
+    pub engine: String,
+    /// Non-zero amplitudes at the end (2^n for a dense state).
+    pub support: u64,
+    /// Most non-zero amplitudes the sparse engine held.
+    pub peak_support: u64,
+    /// The operation before which an `auto` run switched to dense (in this process).
+    pub switched_at: Option<usize>,
+    /// Probability mass dropped by `prune_below`, over the whole run.
+    pub pruned_mass: f64,
 }
 
 impl RunReport {
@@ -118,15 +164,182 @@ fn bits(clbits: &[bool]) -> String {
     clbits.iter().map(|&b| if b { '1' } else { '0' }).collect()
 }
 
-fn info<F: Real>(n: usize) -> ArrayInfo {
-    ArrayInfo {
-        dtype: F::DTYPE,
-        shape: vec![1u64 << n],
+/// A state in the form it is stored.
+pub(crate) enum Stored<'a> {
+    Dense(DType, &'a [u8]),
+    /// Index words (`ceil(n / 64)` per entry) and complex128 amplitude bytes.
+    Sparse(Vec<u64>, Vec<u8>),
+}
+
+/// What the runner needs of a state: the dense engine in either precision, or a complex128
+/// [`Hybrid`].
+pub(crate) trait RunState: QuantumState + Sized {
+    fn fresh(n: usize, plan: &Plan) -> Result<Self, SimError>;
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        op: &Op,
+        index: usize,
+        line: usize,
+        plan: &Plan,
+        clbits: &mut [bool],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(), SimError>;
+    fn stored(&self) -> Stored<'_>;
+    fn engine(&self) -> &'static str;
+    /// Read a checkpoint written in `engine`'s form.
+    fn load(r: &mut StateReader, engine: &str, n: usize, plan: &Plan) -> Result<Self, String>;
+    fn pruned_mass(&self) -> f64 {
+        0.0
+    }
+    fn add_pruned_mass(&mut self, _: f64) {}
+    fn support(&self) -> u64;
+    fn peak_support(&self) -> u64 {
+        0
+    }
+    fn switched_at(&self) -> Option<usize> {
+        None
     }
 }
 
-struct Resume<F: Real> {
-    state: StateVector<F>,
+/// Read a dense state of `n` qubits and dtype `F`, checking its entry.
+fn read_dense<F: Real>(r: &mut StateReader, n: usize) -> Result<StateVector<F>, String> {
+    let e = r.entry();
+    if e.dtype != F::DTYPE || e.shape != vec![1u64 << n] {
+        return Err(format!(
+            "its state is {} {:?}, this run is {} of {n} qubits",
+            e.dtype,
+            e.shape,
+            F::DTYPE
+        ));
+    }
+    let mut state = StateVector::<F>::zero(n);
+    r.read_elements(0, 1u64 << n, state.as_bytes_mut())
+        .map_err(|e| e.to_string())?;
+    Ok(state)
+}
+
+impl<F: Real> RunState for StateVector<F> {
+    fn fresh(n: usize, plan: &Plan) -> Result<Self, SimError> {
+        let scaled = Plan {
+            memory_limit: plan
+                .memory_limit
+                .saturating_mul(16 / F::DTYPE.item_size() as u64),
+            ..*plan
+        };
+        scaled.check_dense(n)?;
+        Ok(StateVector::zero(n))
+    }
+
+    fn step(
+        &mut self,
+        op: &Op,
+        _: usize,
+        _: usize,
+        _: &Plan,
+        clbits: &mut [bool],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(), SimError> {
+        self.run(op, clbits, rng);
+        Ok(())
+    }
+
+    fn stored(&self) -> Stored<'_> {
+        Stored::Dense(F::DTYPE, self.as_bytes())
+    }
+
+    fn engine(&self) -> &'static str {
+        "dense"
+    }
+
+    fn load(r: &mut StateReader, engine: &str, n: usize, _: &Plan) -> Result<Self, String> {
+        if engine != "dense" {
+            return Err(format!(
+                "it holds a {engine} state; {} runs are dense",
+                F::DTYPE
+            ));
+        }
+        read_dense(r, n)
+    }
+
+    fn support(&self) -> u64 {
+        self.amps.len() as u64
+    }
+}
+
+impl<const W: usize> RunState for Hybrid<W> {
+    fn fresh(n: usize, plan: &Plan) -> Result<Self, SimError> {
+        Hybrid::fresh(n, plan)
+    }
+
+    fn step(
+        &mut self,
+        op: &Op,
+        index: usize,
+        line: usize,
+        plan: &Plan,
+        clbits: &mut [bool],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(), SimError> {
+        Hybrid::step(self, op, index, line, plan, clbits, rng)
+    }
+
+    fn stored(&self) -> Stored<'_> {
+        match &self.repr {
+            Repr::Dense(s) => Stored::Dense(DType::Complex128, s.as_bytes()),
+            Repr::Sparse(s) => {
+                let (idx, vals) = s.to_stored();
+                Stored::Sparse(idx, vals)
+            }
+        }
+    }
+
+    fn engine(&self) -> &'static str {
+        Hybrid::engine(self)
+    }
+
+    fn load(r: &mut StateReader, engine: &str, n: usize, plan: &Plan) -> Result<Self, String> {
+        let repr = if engine == "sparse" {
+            let e = r.entry();
+            if e.dtype != DType::Complex128 || e.qubits as usize != n {
+                return Err(format!(
+                    "its state is {} of {} qubits, this run is complex128 of {n}",
+                    e.dtype, e.qubits
+                ));
+            }
+            let w = r.read_sparse_wide().map_err(|e| e.to_string())?;
+            Repr::Sparse(SparseState::from_stored(n, w.words, &w.indices, &w.values)?)
+        } else {
+            Repr::Dense(read_dense::<f64>(r, n)?)
+        };
+        let mut h = Hybrid::of(repr);
+        h.adopt(plan).map_err(|e| e.to_string())?;
+        Ok(h)
+    }
+
+    fn pruned_mass(&self) -> f64 {
+        self.pruned_mass
+    }
+
+    fn add_pruned_mass(&mut self, m: f64) {
+        self.pruned_mass += m;
+    }
+
+    fn support(&self) -> u64 {
+        Hybrid::support(self)
+    }
+
+    fn peak_support(&self) -> u64 {
+        self.peak_support as u64
+    }
+
+    fn switched_at(&self) -> Option<usize> {
+        self.switched_at
+    }
+}
+
+struct Resume<S> {
+    state: S,
     next: usize,
     seed: u64,
     rng: ChaCha8Rng,
@@ -156,14 +369,15 @@ fn parse_meta<T: std::str::FromStr>(
 }
 
 /// The latest checkpoint (or final state) of a run on `branch`, checked against the circuit.
-type Latest<F> = Option<(String, Option<Resume<F>>)>;
+type Latest<S> = Option<(String, Option<Resume<S>>)>;
 
-fn latest<F: Real>(
+fn latest<S: RunState>(
     repo: &Repository,
     branch: &str,
     hash: &str,
     program: &Program,
-) -> Result<Latest<F>, SimError> {
+    plan: &Plan,
+) -> Result<Latest<S>, SimError> {
     for (id, c) in repo.log(branch, usize::MAX)? {
         let Some(kind) = c.metadata.get(META_KIND) else {
             continue;
@@ -193,21 +407,18 @@ fn latest<F: Real>(
                 detail: "it does not fit this circuit".into(),
             });
         }
+        // Checkpoints written before the sparse engine existed are dense.
+        let engine = c.metadata.get(META_ENGINE).map_or("dense", |s| s.as_str());
         let mut r = repo.reader(&cid, CHECKPOINT_PATH)?;
-        let e = r.entry();
-        if e.dtype != F::DTYPE || e.shape != vec![1u64 << program.qubits] {
-            return Err(SimError::BadCheckpoint {
-                commit: cid,
-                detail: format!(
-                    "its state is {} {:?}, this run is {}",
-                    e.dtype,
-                    e.shape,
-                    F::DTYPE
-                ),
-            });
+        let mut state = S::load(&mut r, engine, program.qubits, plan).map_err(|detail| {
+            SimError::BadCheckpoint {
+                commit: cid.clone(),
+                detail,
+            }
+        })?;
+        if let Some(m) = c.metadata.get(META_PRUNED) {
+            state.add_pruned_mass(m.parse().unwrap_or(0.0));
         }
-        let mut state = StateVector::<F>::zero(program.qubits);
-        r.read_elements(0, 1u64 << program.qubits, state.as_bytes_mut())?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_word_pos(pos);
         return Ok(Some((
@@ -231,13 +442,27 @@ pub fn run(
     program: &Program,
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
+    let n = program.qubits;
+    if n == 0 {
+        return Err(SimError::TooManyQubits(0, MAX_QUBITS));
+    }
     match opts.precision {
-        Precision::Double => run_with::<f64>(repo, source, program, opts),
-        Precision::Single => run_with::<f32>(repo, source, program, opts),
+        Precision::Single if opts.method == Method::Sparse => Err(SimError::Options(
+            "complex64 runs use the dense engine: --method sparse needs --dtype complex128".into(),
+        )),
+        Precision::Single => run_with::<StateVector<f32>>(repo, source, program, opts),
+        Precision::Double => match words_for(n) {
+            Some(1) => run_with::<Hybrid<1>>(repo, source, program, opts),
+            Some(2) => run_with::<Hybrid<2>>(repo, source, program, opts),
+            Some(4) => run_with::<Hybrid<4>>(repo, source, program, opts),
+            Some(8) => run_with::<Hybrid<8>>(repo, source, program, opts),
+            Some(_) => run_with::<Hybrid<16>>(repo, source, program, opts),
+            None => Err(SimError::TooManyQubits(n, crate::basis::MAX_SPARSE_QUBITS)),
+        },
     }
 }
 
-fn run_with<F: Real>(
+fn run_with<S: RunState>(
     repo: &Repository,
     source: &str,
     program: &Program,
@@ -245,9 +470,7 @@ fn run_with<F: Real>(
 ) -> Result<RunReport, SimError> {
     let start = Instant::now();
     let n = program.qubits;
-    if n == 0 || n > MAX_QUBITS {
-        return Err(SimError::TooManyQubits(n, MAX_QUBITS));
-    }
+    let plan = opts.plan();
     let hash = circuit_hash(source);
     if repo.resolve(&opts.branch).is_err() {
         repo.create_branch(&opts.branch, "main")?;
@@ -259,7 +482,7 @@ fn run_with<F: Real>(
         ..Default::default()
     };
     let (mut state, mut next, mut rng, mut clbits, seed) = if opts.resume {
-        match latest::<F>(repo, &opts.branch, &hash, program)? {
+        match latest::<S>(repo, &opts.branch, &hash, program, &plan)? {
             None => return Err(SimError::NoCheckpoint(opts.branch.clone())),
             Some((cid, None)) => {
                 report.already_done = true;
@@ -274,15 +497,15 @@ fn run_with<F: Real>(
         }
     } else {
         (
-            StateVector::<F>::zero(n),
+            S::fresh(n, &plan)?,
             0,
             ChaCha8Rng::seed_from_u64(opts.seed),
             vec![false; program.clbits],
             opts.seed,
         )
     };
-    let metadata = |kind: &str, next: usize, rng: &ChaCha8Rng, clbits: &[bool]| {
-        BTreeMap::from([
+    let metadata = |kind: &str, next: usize, rng: &ChaCha8Rng, clbits: &[bool], s: &S| {
+        let mut m = BTreeMap::from([
             (META_KIND.to_string(), kind.to_string()),
             (META_HASH.to_string(), hash.clone()),
             (META_NEXT.to_string(), next.to_string()),
@@ -291,13 +514,23 @@ fn run_with<F: Real>(
             (META_CLBITS.to_string(), bits(clbits)),
             (META_ORDER.to_string(), "little".to_string()),
             (META_OUTPUT.to_string(), opts.output.clone()),
-        ])
+            (META_ENGINE.to_string(), s.engine().to_string()),
+        ]);
+        if plan.prune_below.is_some() {
+            m.insert(META_PRUNED.to_string(), s.pruned_mass().to_string());
+        }
+        m
     };
     let mut pending: Option<(PendingCommit, Instant)> = None;
     let mut since = (0usize, Instant::now());
     let loop_start = Instant::now();
+    let dense_info = |dtype: DType| ArrayInfo {
+        dtype,
+        shape: vec![1u64 << n],
+    };
     while next < program.ops.len() {
-        state.run(&program.ops[next].0, &mut clbits, &mut rng);
+        let (op, line) = &program.ops[next];
+        state.step(op, next, *line, &plan, &mut clbits, &mut rng)?;
         next += 1;
         if let Some((p, t)) = pending.take_if(|(p, _)| p.is_done()) {
             report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
@@ -318,23 +551,44 @@ fn run_with<F: Real>(
                 p.wait()?;
                 report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
             }
-            pending = Some((
-                repo.put_async(
-                    &opts.branch,
-                    CHECKPOINT_PATH,
-                    &info::<F>(n),
-                    state.as_bytes(),
-                    PutOptions::default(),
-                    CommitOptions {
-                        message: format!("checkpoint after operation {next}"),
-                        author: "qstore run".into(),
-                        metadata: metadata("checkpoint", next, &rng, &clbits),
-                    },
-                )?,
-                Instant::now(),
-            ));
+            let commit = CommitOptions {
+                message: format!("checkpoint after operation {next}"),
+                author: "qstore run".into(),
+                metadata: metadata("checkpoint", next, &rng, &clbits, &state),
+            };
+            match state.stored() {
+                Stored::Dense(dtype, bytes) => {
+                    report.checkpoint_bytes += bytes.len() as u64;
+                    pending = Some((
+                        repo.put_async(
+                            &opts.branch,
+                            CHECKPOINT_PATH,
+                            &dense_info(dtype),
+                            bytes,
+                            PutOptions::default(),
+                            commit,
+                        )?,
+                        Instant::now(),
+                    ));
+                }
+                Stored::Sparse(idx, vals) => {
+                    report.checkpoint_bytes += (idx.len() * 8 + vals.len()) as u64;
+                    let mut tx = repo.transaction(&opts.branch)?;
+                    tx.put_sparse_wide(
+                        CHECKPOINT_PATH,
+                        &WideSparseInput {
+                            n_qubits: n as u32,
+                            dtype: DType::Complex128,
+                            indices: &idx,
+                            values: &vals,
+                        },
+                        &PutOptions::default(),
+                    )?;
+                    tx.commit(commit)?;
+                    report.checkpoint_write_seconds += t0.elapsed().as_secs_f64();
+                }
+            }
             report.checkpoints += 1;
-            report.checkpoint_bytes += state.as_bytes().len() as u64;
             report.checkpoint_seconds += t0.elapsed().as_secs_f64();
             since = (next, Instant::now());
         }
@@ -350,25 +604,42 @@ fn run_with<F: Real>(
     let mut tags = BTreeMap::new();
     tags.insert("qubit_order".to_string(), "little".to_string());
     tags.insert("source".to_string(), "qstore-sim".to_string());
-    tx.put(
-        &opts.output,
-        &info::<F>(n),
-        state.as_bytes(),
-        &PutOptions {
-            tags,
-            ..Default::default()
-        },
-    )?;
+    let put = PutOptions {
+        tags,
+        ..Default::default()
+    };
+    match state.stored() {
+        Stored::Dense(dtype, bytes) => {
+            tx.put(&opts.output, &dense_info(dtype), bytes, &put)?;
+        }
+        Stored::Sparse(idx, vals) => {
+            tx.put_sparse_wide(
+                &opts.output,
+                &WideSparseInput {
+                    n_qubits: n as u32,
+                    dtype: DType::Complex128,
+                    indices: &idx,
+                    values: &vals,
+                },
+                &put,
+            )?;
+        }
+    }
     let id = tx.commit(CommitOptions {
         message: format!(
             "final state of the circuit ({} operations)",
             program.ops.len()
         ),
         author: "qstore run".into(),
-        metadata: metadata("final", next, &rng, &clbits),
+        metadata: metadata("final", next, &rng, &clbits, &state),
     })?;
     report.final_commit = id.to_hex();
     report.clbits = bits(&clbits);
+    report.engine = state.engine().to_string();
+    report.support = state.support();
+    report.peak_support = state.peak_support();
+    report.switched_at = state.switched_at();
+    report.pruned_mass = state.pruned_mass();
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }

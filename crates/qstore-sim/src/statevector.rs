@@ -1,15 +1,15 @@
 //! The state-vector engine, in complex128 or (on request) complex64: gate kernels parallel
 //! over every core (rayon) with fast paths for diagonal gates, and measurement and reset
-//! drawn from a seeded RNG.
+//! drawn from a seeded RNG ([`QuantumState`]).
 //!
 //! Every kernel updates each amplitude (or pair) independently, and every reduction sums fixed
 //! blocks in order, so results do not depend on the thread count or scheduling: a resumed
 //! run is bit-identical to an uninterrupted one.
 
-use crate::circuit::{Gate, Op};
+use crate::circuit::Gate;
+use crate::state::QuantumState;
 use num_complex::Complex;
 use num_traits::{Float, FromPrimitive, ToPrimitive};
-use rand::Rng;
 use rayon::prelude::*;
 
 /// The precision of a simulation: f64 (complex128 amplitudes) or f32 (complex64).
@@ -182,8 +182,23 @@ impl<F: Real> StateVector<F> {
         }
     }
 
-    /// Probability that `qubit` reads 1 (blocks summed in order: deterministic).
-    pub fn prob_one(&self, qubit: u32) -> f64 {
+    /// The amplitudes as bytes (complex128 or complex64, little-endian interleaved re/im).
+    pub fn as_bytes(&self) -> &[u8] {
+        F::bytes(&self.amps)
+    }
+
+    /// The amplitudes as writable bytes (to read a stored state into).
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        F::bytes_mut(&mut self.amps)
+    }
+}
+
+impl<F: Real> QuantumState for StateVector<F> {
+    fn apply(&mut self, g: &Gate) {
+        StateVector::apply(self, g)
+    }
+
+    fn prob_one(&self, qubit: u32) -> f64 {
         let bit = 1usize << qubit;
         let parts: Vec<f64> = self
             .amps
@@ -200,13 +215,8 @@ impl<F: Real> StateVector<F> {
         parts.iter().sum()
     }
 
-    /// Measure `qubit`: draw the outcome, collapse and renormalise. Returns the outcome.
-    pub fn measure(&mut self, qubit: u32, rng: &mut impl Rng) -> bool {
-        let p1 = self.prob_one(qubit).clamp(0.0, 1.0);
-        let r: f64 = rng.random();
-        let one = r < p1;
-        let keep = if one { p1 } else { 1.0 - p1 };
-        let scale = F::of(if keep > 0.0 { 1.0 / keep.sqrt() } else { 0.0 });
+    fn project(&mut self, qubit: u32, one: bool, scale: f64) {
+        let scale = F::of(scale);
         let bit = 1usize << qubit;
         self.each(|i, a| {
             if (i & bit != 0) == one {
@@ -215,54 +225,5 @@ impl<F: Real> StateVector<F> {
                 *a = Complex::new(F::zero(), F::zero());
             }
         });
-        one
-    }
-
-    /// Reset `qubit` to |0> (measure, then flip if it read 1), as Qiskit Aer does.
-    pub fn reset(&mut self, qubit: u32, rng: &mut impl Rng) {
-        if self.measure(qubit, rng) {
-            let x = crate::circuit::PAULI_X;
-            self.apply(&Gate::Unitary {
-                m: x,
-                target: qubit,
-                controls: vec![],
-            });
-        }
-    }
-
-    /// Run one operation; `clbits` is the classical register file.
-    pub fn run(&mut self, op: &Op, clbits: &mut [bool], rng: &mut impl Rng) {
-        match op {
-            Op::Gate(g) => self.apply(g),
-            Op::Measure { qubit, clbit } => {
-                let v = self.measure(*qubit, rng);
-                if let Some(c) = clbits.get_mut(*clbit as usize) {
-                    *c = v;
-                }
-            }
-            Op::Reset { qubit } => self.reset(*qubit, rng),
-            Op::Barrier => {}
-            Op::If {
-                start,
-                size,
-                value,
-                op,
-            } => {
-                let reg = crate::circuit::creg_value(clbits, *start, *size);
-                if reg == *value {
-                    self.run(op, clbits, rng);
-                }
-            }
-        }
-    }
-
-    /// The amplitudes as bytes (complex128 or complex64, little-endian interleaved re/im).
-    pub fn as_bytes(&self) -> &[u8] {
-        F::bytes(&self.amps)
-    }
-
-    /// The amplitudes as writable bytes (to read a stored state into).
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        F::bytes_mut(&mut self.amps)
     }
 }

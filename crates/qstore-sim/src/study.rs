@@ -1,21 +1,26 @@
 //! Noisy Monte-Carlo studies: `trajectories` runs of a circuit under a [`NoiseModel`], each
-//! sampled `shots` times, stored as one commit: the counts histogram (`PREFIX/counts`, a
-//! uint64 array indexed by the classical outcome), the trajectory-averaged density matrix
+//! sampled `shots` times, stored as one commit: the counts (`PREFIX/counts`: a uint64
+//! histogram indexed by the classical outcome for outcomes of up to 26 bits; beyond, a sparse
+//! table of the outcomes seen, see [`SPARSE_COUNTS`]), the trajectory-averaged density matrix
 //! (`PREFIX/density_matrix`, for up to 12 qubits) and, when asked, every trajectory's final
 //! state (`PREFIX/trajectories/tNNNNN`).
 //!
 //! Final states go through a scratch space first: it deduplicates them (the trajectories
 //! without an error event are identical, and stored once), bounds their memory, and is removed
 //! when the study ends, committed or not. Trajectory `t` draws from ChaCha8 stream `t` of the
-//! seed, so any single trajectory can be reproduced on its own.
+//! seed, so any single trajectory can be reproduced on its own. Trajectories run on the
+//! engine the [`Method`] picks (sparse first by default), so wide structured circuits work too.
 
 use crate::SimError;
+use crate::basis::words_for;
 use crate::circuit::{Op, Program};
+use crate::hybrid::{Hybrid, Method, Plan, Repr, default_memory_limit};
 use crate::noise::NoiseModel;
 use crate::runner::circuit_hash;
-use crate::statevector::StateVector;
 use num_complex::Complex64 as C;
-use qstore::{ArrayInfo, CommitOptions, DType, PutOptions, Repository, ScratchOptions};
+use qstore::{
+    ArrayInfo, CommitOptions, DType, PutOptions, Repository, ScratchOptions, SparseInput,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -23,8 +28,12 @@ use std::time::Instant;
 
 /// Most qubits whose averaged density matrix is kept (4^12 amplitudes = 256 MiB).
 pub const MAX_DENSITY_QUBITS: usize = 12;
-/// Most classical bits of a dense counts histogram.
+/// Most classical bits of a dense counts histogram; wider outcomes are stored sparse.
 pub const MAX_COUNT_BITS: usize = 26;
+/// The `layout` tag of a sparse counts table: a uint64 array of shape `[outcomes, words + 1]`,
+/// each row an outcome's `words = ceil(bits / 64)` little-endian words (clbit 0 = bit 0 of
+/// word 0) then its count, rows in ascending outcome order; tag `outcome_bits` gives the width.
+pub const SPARSE_COUNTS: &str = "sparse-counts";
 
 /// What a study stores, and how.
 #[derive(Clone, Debug)]
@@ -41,6 +50,28 @@ pub struct StudyOptions {
     pub states: bool,
     /// Quota of the scratch space the final states pass through.
     pub scratch_quota: u64,
+    /// The engine of each trajectory.
+    pub method: Method,
+    /// Bytes a trajectory's state may take; `None`: the memory available on this machine.
+    pub memory_limit: Option<u64>,
+}
+
+impl Default for StudyOptions {
+    fn default() -> Self {
+        StudyOptions {
+            branch: "main".into(),
+            prefix: "study".into(),
+            trajectories: 1,
+            shots: 1,
+            seed: 0,
+            noise: NoiseModel::default(),
+            density: false,
+            states: false,
+            scratch_quota: 64 << 30,
+            method: Method::Auto,
+            memory_limit: None,
+        }
+    }
 }
 
 /// What a study did.
@@ -58,6 +89,8 @@ pub struct StudyReport {
     pub commit: String,
     /// Bytes the scratch space held at its peak (memory and spill files).
     pub scratch_peak_bytes: u64,
+    /// Trajectories that ended in the sparse engine.
+    pub sparse_trajectories: usize,
 }
 
 /// Operations with their source lines.
@@ -82,24 +115,33 @@ fn split_terminal(p: &Program) -> (&Ops, Vec<(u32, u32)>) {
     (&p.ops[..k], map)
 }
 
-/// Sample `shots` outcomes of measuring `map`'s qubits (readout error included).
+/// An outcome: `ceil(width / 64)` words, most significant first (so maps sort numerically).
+type Outcome = Vec<u64>;
+
+/// Sample `shots` outcomes of measuring `map`'s qubits (readout error included) from a state
+/// given as `(probability of entry k)` and `bit(k, qubit)`.
 #[allow(clippy::too_many_arguments)]
 fn sample(
-    s: &StateVector,
+    probs: impl Iterator<Item = f64>,
+    bit: impl Fn(usize, u32) -> bool,
     width: usize,
     map: &[(u32, u32)],
     shots: usize,
     noise: &NoiseModel,
     clbits: &[bool],
     rng: &mut impl Rng,
-    counts: &mut BTreeMap<u64, u64>,
+    counts: &mut BTreeMap<Outcome, u64>,
 ) {
-    let mut cdf = Vec::with_capacity(s.amps.len());
+    let mut cdf = Vec::new();
     let mut acc = 0.0;
-    for a in &s.amps {
-        acc += a.norm_sqr();
+    for p in probs {
+        acc += p;
         cdf.push(acc);
     }
+    if cdf.is_empty() {
+        return;
+    }
+    let words = width.div_ceil(64).max(1);
     for _ in 0..shots {
         let r: f64 = rng.random::<f64>() * acc;
         let i = cdf.partition_point(|&c| c <= r).min(cdf.len() - 1);
@@ -107,13 +149,13 @@ fn sample(
         bits.resize(width, false);
         for &(q, c) in map {
             if let Some(b) = bits.get_mut(c as usize) {
-                *b = noise.read(i >> q & 1 == 1, rng);
+                *b = noise.read(bit(i, q), rng);
             }
         }
-        let v = bits
-            .iter()
-            .enumerate()
-            .fold(0u64, |v, (k, &b)| v | (u64::from(b) << k));
+        let mut v = vec![0u64; words];
+        for (k, _) in bits.iter().enumerate().filter(|(_, b)| **b) {
+            v[words - 1 - k / 64] |= 1u64 << (k % 64);
+        }
         *counts.entry(v).or_insert(0) += 1;
     }
 }
@@ -125,23 +167,51 @@ pub fn study(
     program: &Program,
     opts: &StudyOptions,
 ) -> Result<StudyReport, SimError> {
+    match words_for(program.qubits) {
+        Some(1) => study_with::<1>(repo, source, program, opts),
+        Some(2) => study_with::<2>(repo, source, program, opts),
+        Some(4) => study_with::<4>(repo, source, program, opts),
+        Some(8) => study_with::<8>(repo, source, program, opts),
+        Some(_) => study_with::<16>(repo, source, program, opts),
+        None => Err(SimError::TooManyQubits(
+            program.qubits,
+            crate::basis::MAX_SPARSE_QUBITS,
+        )),
+    }
+}
+
+fn study_with<const W: usize>(
+    repo: &Repository,
+    source: &str,
+    program: &Program,
+    opts: &StudyOptions,
+) -> Result<StudyReport, SimError> {
     let start = Instant::now();
     let n = program.qubits;
-    if n == 0 || n > crate::runner::MAX_QUBITS {
-        return Err(SimError::TooManyQubits(n, crate::runner::MAX_QUBITS));
+    if n == 0 {
+        return Err(SimError::TooManyQubits(0, crate::runner::MAX_QUBITS));
     }
     if opts.density && n > MAX_DENSITY_QUBITS {
         return Err(SimError::TooManyQubits(n, MAX_DENSITY_QUBITS));
     }
+    if opts.states && n > qstore::format::tree::MAX_QUBITS as usize {
+        return Err(SimError::Options(format!(
+            "--save states keeps trajectory states of up to {} qubits; this circuit has {n}",
+            qstore::format::tree::MAX_QUBITS
+        )));
+    }
+    let plan = Plan {
+        method: opts.method,
+        memory_limit: opts.memory_limit.unwrap_or_else(default_memory_limit),
+        prune_below: None,
+        checkpoints: false,
+    };
     // Outcomes are the classical register, or every qubit when the circuit measures none.
     let width = if program.clbits > 0 {
         program.clbits
     } else {
         n
     };
-    if width > MAX_COUNT_BITS {
-        return Err(SimError::TooManyQubits(width, MAX_COUNT_BITS));
-    }
     if repo.resolve(&opts.branch).is_err() {
         repo.create_branch(&opts.branch, "main")?;
     }
@@ -150,10 +220,6 @@ pub fn study(
         quota: opts.scratch_quota,
         ..Default::default()
     })?;
-    let info = ArrayInfo {
-        dtype: DType::Complex128,
-        shape: vec![1u64 << n],
-    };
     let mut report = StudyReport {
         qubits: n,
         trajectories: opts.trajectories,
@@ -168,11 +234,11 @@ pub fn study(
     for t in 0..opts.trajectories {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         rng.set_stream(t as u64);
-        let mut s = StateVector::zero(n);
+        let mut s = Hybrid::<W>::fresh(n, &plan)?;
         let mut clbits = vec![false; program.clbits];
         let mut event = false;
-        for (op, _) in body {
-            s.run(op, &mut clbits, &mut rng);
+        for (k, (op, line)) in body.iter().enumerate() {
+            s.step(op, k, *line, &plan, &mut clbits, &mut rng)?;
             if let Op::Measure { clbit, .. } = op
                 && let Some(b) = clbits.get_mut(*clbit as usize)
             {
@@ -181,29 +247,72 @@ pub fn study(
             event |= opts.noise.after(op, &mut s, &mut rng);
         }
         report.error_free += usize::from(!event);
-        sample(
-            &s,
-            width,
-            &map,
-            opts.shots,
-            &opts.noise,
-            &clbits,
-            &mut rng,
-            &mut counts,
-        );
+        match &s.repr {
+            Repr::Dense(d) => sample(
+                d.amps.iter().map(|a| a.norm_sqr()),
+                |i, q| i >> q & 1 == 1,
+                width,
+                &map,
+                opts.shots,
+                &opts.noise,
+                &clbits,
+                &mut rng,
+                &mut counts,
+            ),
+            Repr::Sparse(sp) => {
+                report.sparse_trajectories += 1;
+                let e = sp.entries();
+                sample(
+                    e.iter().map(|(_, a)| a.norm_sqr()),
+                    |i, q| e[i].0.bit(q),
+                    width,
+                    &map,
+                    opts.shots,
+                    &opts.noise,
+                    &clbits,
+                    &mut rng,
+                    &mut counts,
+                )
+            }
+        }
         if let Some(rho) = rho.as_mut() {
+            let dense = match &s.repr {
+                Repr::Dense(d) => std::borrow::Cow::Borrowed(d),
+                Repr::Sparse(sp) => std::borrow::Cow::Owned(sp.to_dense()),
+            };
             let w = 1.0 / opts.trajectories as f64;
             let dim = 1usize << n;
             use rayon::prelude::*;
             rho.par_chunks_mut(dim).enumerate().for_each(|(i, row)| {
-                let ai = s.amps[i] * w;
-                for (r, b) in row.iter_mut().zip(&s.amps) {
+                let ai = dense.amps[i] * w;
+                for (r, b) in row.iter_mut().zip(&dense.amps) {
                     *r += ai * b.conj();
                 }
             });
         }
         if opts.states {
-            let h = scratch.put(&info, s.as_bytes(), &PutOptions::default())?;
+            let h = match &s.repr {
+                Repr::Dense(d) => scratch.put(
+                    &ArrayInfo {
+                        dtype: DType::Complex128,
+                        shape: vec![1u64 << n],
+                    },
+                    d.as_bytes(),
+                    &PutOptions::default(),
+                )?,
+                Repr::Sparse(sp) => {
+                    let (idx, values) = sp.to_stored();
+                    scratch.put_sparse(
+                        &SparseInput {
+                            n_qubits: n as u32,
+                            dtype: DType::Complex128,
+                            indices: &idx,
+                            values: &values,
+                        },
+                        &PutOptions::default(),
+                    )?
+                }
+            };
             manifests.insert(h.entry()?.manifest);
             report.scratch_peak_bytes = report.scratch_peak_bytes.max(scratch.usage().total());
             handles.push(h);
@@ -213,22 +322,45 @@ pub fn study(
     report.shots = counts.values().sum();
     report.outcomes = counts.len();
     let mut tx = repo.transaction(&opts.branch)?;
-    let mut hist = vec![0u64; 1usize << width];
-    for (k, v) in &counts {
-        if let Some(h) = hist.get_mut(*k as usize) {
-            *h = *v;
-        }
-    }
     let arr = |shape: Vec<u64>, dtype| ArrayInfo { dtype, shape };
-    tx.put(
-        &format!("{}/counts", opts.prefix),
-        &arr(vec![hist.len() as u64], DType::UInt64),
-        bytemuck::cast_slice(&hist),
-        &PutOptions {
-            kind: qstore::KindRequest::Array,
-            ..Default::default()
-        },
-    )?;
+    let counts_path = format!("{}/counts", opts.prefix);
+    if width <= MAX_COUNT_BITS {
+        let mut hist = vec![0u64; 1usize << width];
+        for (k, v) in &counts {
+            if let Some(h) = hist.get_mut(k[k.len() - 1] as usize) {
+                *h = *v;
+            }
+        }
+        tx.put(
+            &counts_path,
+            &arr(vec![hist.len() as u64], DType::UInt64),
+            bytemuck::cast_slice(&hist),
+            &PutOptions {
+                kind: qstore::KindRequest::Array,
+                ..Default::default()
+            },
+        )?;
+    } else {
+        let words = width.div_ceil(64);
+        let mut table = Vec::with_capacity(counts.len() * (words + 1));
+        for (k, v) in &counts {
+            table.extend(k.iter().rev());
+            table.push(*v);
+        }
+        tx.put(
+            &counts_path,
+            &arr(vec![counts.len() as u64, words as u64 + 1], DType::UInt64),
+            bytemuck::cast_slice(&table),
+            &PutOptions {
+                kind: qstore::KindRequest::Array,
+                tags: BTreeMap::from([
+                    ("layout".to_string(), SPARSE_COUNTS.to_string()),
+                    ("outcome_bits".to_string(), width.to_string()),
+                ]),
+                ..Default::default()
+            },
+        )?;
+    }
     if let Some(rho) = &rho {
         let dim = 1u64 << n;
         tx.put(
@@ -256,6 +388,10 @@ pub fn study(
         ),
         ("qstore.sim.noise".to_string(), format!("{:?}", opts.noise)),
         ("qstore.sim.qubit_order".to_string(), "little".to_string()),
+        (
+            "qstore.sim.method".to_string(),
+            opts.method.name().to_string(),
+        ),
     ]);
     let id = tx.commit(CommitOptions {
         message: format!(

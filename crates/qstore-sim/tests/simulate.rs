@@ -3,7 +3,7 @@
 
 use num_complex::Complex64 as C;
 use qstore::{RepoConfig, Repository};
-use qstore_sim::{Every, Precision, RunOptions, SimError, StateVector, parse, run};
+use qstore_sim::{Every, Precision, QuantumState, RunOptions, SimError, StateVector, parse, run};
 use rand::SeedableRng;
 
 fn simulate(src: &str) -> StateVector {
