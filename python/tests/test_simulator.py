@@ -25,12 +25,12 @@ if not os.path.exists(QSTORE):
     pytest.skip(f"the qstore binary is not built ({QSTORE}); cargo build first", allow_module_level=True)
 
 
-def run_qstore(tmp_path, source: str, name: str) -> np.ndarray:
+def run_qstore(tmp_path, source: str, name: str, *args: str) -> np.ndarray:
     f = tmp_path / f"{name}.qasm"
     f.write_text(source)
     repo = tmp_path / "states"
     out = subprocess.run(
-        [QSTORE, "--repo", str(repo), "run", str(f), "--branch", name],
+        [QSTORE, "--repo", str(repo), "run", str(f), "--branch", name, *args],
         capture_output=True,
         text=True,
     )
@@ -46,10 +46,10 @@ def aer_state(qc: QuantumCircuit) -> np.ndarray:
     return np.asarray(sim.run(transpile(qc, sim, optimization_level=0)).result().get_statevector())
 
 
-def check(tmp_path, qc: QuantumCircuit, name: str) -> None:
+def check(tmp_path, qc: QuantumCircuit, name: str, *args: str) -> None:
     qc = qc.copy()
     qc.remove_final_measurements()
-    ours = run_qstore(tmp_path, qasm2.dumps(qc), name)
+    ours = run_qstore(tmp_path, qasm2.dumps(qc), name, *args)
     theirs = aer_state(qc)
     fid = abs(np.vdot(theirs, ours)) ** 2
     assert fid > 1 - 1e-10, f"{name}: fidelity {fid}"
@@ -165,6 +165,65 @@ CIRCUITS = {
 @pytest.mark.parametrize("name", sorted(CIRCUITS))
 def test_generated_circuits_match_aer(tmp_path, name):
     check(tmp_path, CIRCUITS[name](), name)
+
+
+def w_state(n):
+    qc = QuantumCircuit(n)
+    qc.x(n - 1)
+    for i in reversed(range(1, n)):
+        qc.cry(2 * np.arccos(np.sqrt(1 / (i + 1))), i, i - 1)
+        qc.cx(i - 1, i)
+    return qc
+
+
+# The sparse engine on every circuit small enough for it in a debug build, and on 24-qubit
+# structured ones; the dense engine on all of them.
+SPARSE_CIRCUITS = {k: v for k, v in CIRCUITS.items() if k not in ("qft22",)}
+SPARSE_CIRCUITS.update({"ghz24": lambda: ghz(24), "w24": lambda: w_state(24), "bv23": lambda: bv("1011001110101101110010")})
+
+
+@pytest.mark.parametrize("name", sorted(SPARSE_CIRCUITS))
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_sparse_and_dense_engines_match_aer(tmp_path, name, method):
+    check(tmp_path, SPARSE_CIRCUITS[name](), name, "--method", method)
+
+
+def test_auto_switches_to_dense_on_qft20_of_a_superposition(tmp_path):
+    qc = QuantumCircuit(20)
+    qc.h(range(20))
+    qc.compose(qft(20), inplace=True)
+    f = tmp_path / "qft.qasm"
+    f.write_text(qasm2.dumps(qc))
+    repo = tmp_path / "states"
+    out = subprocess.run(
+        [QSTORE, "--repo", str(repo), "--json", "run", str(f)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    import json
+
+    report = json.loads(out.stdout)
+    assert report["engine"] == "dense" and report["switched_to_dense_at"] is not None, report
+    ours = qstore.open(repo).get("final")
+    fid = abs(np.vdot(aer_state(qc), ours)) ** 2
+    assert fid > 1 - 1e-10, fid
+
+
+def test_wide_sparse_states_read_back_in_python(tmp_path):
+    n = 100
+    src = 'OPENQASM 2.0;\ninclude "qelib1.inc";\n' + f"qreg q[{n}];\nh q[0];\n"
+    src += "".join(f"cx q[{i}],q[{i + 1}];\n" for i in range(n - 1))
+    f = tmp_path / "ghz.qasm"
+    f.write_text(src)
+    repo = tmp_path / "states"
+    out = subprocess.run([QSTORE, "--repo", str(repo), "run", str(f)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    r = qstore.open(repo)
+    s = r.get_sparse("final")
+    assert s.n_qubits == n and len(s) == 2
+    assert list(s.indices) == [0, 2**n - 1]
+    np.testing.assert_allclose(s.values, [2**-0.5, 2**-0.5], atol=1e-15)
+    assert s.to_dict(bitstrings=True)["1" * n] == pytest.approx(2**-0.5)
+    assert r.info("final").encoding == "sparse"
 
 
 def qasmbench_files():

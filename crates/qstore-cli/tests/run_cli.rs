@@ -202,3 +202,182 @@ fn the_demo_simulates_checkpoints_and_runs_a_noisy_study() {
     let o = qstore(&demo, &["log", "--ref", "sim-qft"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("checkpoint after operation"));
 }
+
+/// W state of `n` qubits written with controlled-Ry gates, then a mid-circuit measurement
+/// and a conditional gate, so a resumed run must restore the RNG and the classical bits.
+fn w_circuit(n: usize) -> String {
+    let mut s = format!(
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[{n}];\ncreg c[2];\nx q[{}];\n",
+        n - 1
+    );
+    for i in (1..n).rev() {
+        let phi = 2.0 * (1.0 / ((i + 1) as f64)).sqrt().acos();
+        s += &format!(
+            "cry({phi:.17}) q[{i}],q[{}];\ncx q[{}],q[{i}];\n",
+            i - 1,
+            i - 1
+        );
+    }
+    s + "measure q[7] -> c[0];\nif (c == 1) x q[0];\nh q[1];\n"
+}
+
+#[test]
+fn a_wide_sparse_run_killed_anywhere_resumes_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("states");
+    let file = dir.path().join("w.qasm");
+    std::fs::write(&file, w_circuit(300)).unwrap();
+    let f = file.to_str().unwrap();
+    let o = qstore(&repo, &["run", f, "--branch", "clean", "--seed", "11"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("engine: sparse"), "{text}");
+    let json = |b: &str| {
+        let out = dir.path().join(format!("{b}.json"));
+        let o = qstore(
+            &repo,
+            &["get", "final", "--ref", b, "-o", out.to_str().unwrap()],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out).unwrap()
+    };
+    let want = json("clean");
+    // 300 amplitudes, or 301 after the Hadamard: keys are decimal indices of 300 bits.
+    assert!(want.contains("\"n_qubits\": 300"), "{want}");
+    assert!(want.contains(&format!("\"{}\"", 1u128 << 100)), "{want}");
+    for (k, stop) in [150usize, 400, 598].iter().enumerate() {
+        let b = format!("crash{k}");
+        let o = qstore(
+            &repo,
+            &[
+                "run",
+                f,
+                "--branch",
+                &b,
+                "--seed",
+                "11",
+                "--checkpoint-every",
+                "50",
+                "--abort-after",
+                &stop.to_string(),
+            ],
+        );
+        assert!(!o.status.success(), "the run was meant to crash");
+        // The checkpoints are sparse states: a few KiB for 2^300 amplitudes.
+        let o = qstore(&repo, &["ls", "--ref", &b, "--json"]);
+        let ls = String::from_utf8_lossy(&o.stdout);
+        assert!(ls.contains("\"sparse\""), "{ls}");
+        let o = qstore(&repo, &["run", f, "--branch", &b, "--resume", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["engine"], "sparse");
+        assert!(v["resumed_from"].as_u64().is_some());
+        assert_eq!(json(&b), want, "crash at {stop}");
+    }
+}
+
+#[test]
+fn wide_circuits_run_sparse_and_the_memory_limit_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("states");
+    let ghz = dir.path().join("ghz.qasm");
+    let mut s = "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[100];\nh q[0];\n".to_string();
+    for i in 0..99 {
+        s += &format!("cx q[{i}],q[{}];\n", i + 1);
+    }
+    std::fs::write(&ghz, s).unwrap();
+    let g = ghz.to_str().unwrap();
+    let o = qstore(&repo, &["run", g, "--branch", "ghz"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("ghz.json");
+    let o = qstore(
+        &repo,
+        &["get", "final", "--ref", "ghz", "-o", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let amps = v["amplitudes"].as_object().unwrap();
+    assert_eq!(amps.len(), 2);
+    assert!(amps.contains_key("0"));
+    assert!(
+        amps.contains_key(&((1u128 << 100) - 1).to_string()),
+        "{text}"
+    );
+    // Dense cannot hold 100 qubits: refused as invalid input (exit 6), naming the limit.
+    let o = qstore(&repo, &["run", g, "--branch", "d", "--method", "dense"]);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at most 34"));
+    // H on every qubit of 70 cannot fit 256 MiB either way: exit 7, naming the line.
+    let all = dir.path().join("all.qasm");
+    std::fs::write(
+        &all,
+        "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[70];\nh q;\n",
+    )
+    .unwrap();
+    let o = qstore(
+        &repo,
+        &["run", all.to_str().unwrap(), "--memory-limit", "256MiB"],
+    );
+    assert_eq!(o.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 4") && err.contains("memory limit of 256.0 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn qasmbench_wide_circuits_run_on_the_sparse_engine() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/circuits/qasmbench/large");
+    if !dir.exists() {
+        eprintln!(
+            "QASMBench large circuits absent ({}); skipped",
+            dir.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("states");
+    let run = |name: &str, extra: &[&str]| {
+        let f = dir.join(format!("{name}.qasm"));
+        let mut args = vec!["run", f.to_str().unwrap(), "--branch", name, "--json"];
+        args.extend_from_slice(extra);
+        let o = qstore(&repo, &args);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    // GHZ and cat states measured at the end: every measured bit agrees.
+    for (name, n) in [("ghz_n78", 78), ("cat_n65", 65), ("cat_n130", 130)] {
+        let (code, out, err) = run(name, &[]);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let bits = v["clbits"].as_str().unwrap();
+        let meas = &bits[n..];
+        assert!(
+            meas.chars().all(|c| c == meas.as_bytes()[0] as char),
+            "{name}: {bits}"
+        );
+        assert_eq!(v["engine"], "sparse");
+    }
+    // The W state's rotations leave floating-point dust (~1e-17) that would spread over
+    // 2^76 amplitudes: with --prune-below it stays at 76, and one measured bit is set.
+    let (code, out, err) = run("wstate_n76", &["--prune-below", "1e-12"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["peak_support"].as_u64().unwrap() <= 2 * 76);
+    assert!(v["pruned_mass"].as_f64().unwrap() < 1e-20);
+    assert_eq!(v["clbits"].as_str().unwrap()[76..].matches('1').count(), 1);
+    // The adder works on basis states: one amplitude throughout.
+    let (code, out, err) = run("adder_n28", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["peak_support"], 1);
+    // QASMBench's BV applies every H first: 2^70 amplitudes, refused before they exist.
+    let (code, _, err) = run("bv_n70", &["--memory-limit", "1G"]);
+    assert_eq!(code, Some(7), "{err}");
+}
