@@ -7,8 +7,17 @@ commit), their ratio, and the checkpoint cost: the run is repeated with a checkp
 quarter of the circuit, the simulation time the checkpoints took (staging copies and waits) is
 divided by their number, and the overhead of one checkpoint per minute is that cost over 60 s.
 
+With `--wide`, it times wide structured circuits instead (GHZ-60 and GHZ-127, W-118 with its controlled
+rotations written as ry and cx, cat-260 and Bernstein-Vazirani-200 written qubit by qubit,
+each measured once at the end; qstore with `--prune-below 1e-12`, as the decomposed rotations
+leave ~1e-17 of floating-point dust where they should cancel, the mass dropped reported): qstore's
+sparse engine against Aer's matrix_product_state and extended_stabilizer methods (the ones
+that can hold 100+ qubits), same circuits, same thread count; a method that refuses a
+circuit or passes `--aer-timeout` is reported as such.
+
     cargo build --release -p qstore-cli
     target/py-venv/bin/python python/bench/sim_vs_aer.py --qubits 20,22,24 --json-out sim.json
+    target/py-venv/bin/python python/bench/sim_vs_aer.py --wide --json-out sim-wide.json
 """
 
 from __future__ import annotations
@@ -70,6 +79,99 @@ def qaoa(n, p=4, seed=3):
 CIRCUITS = {"qft": qft, "random": layered, "qaoa": qaoa}
 
 
+def ghz(n):
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    return qc
+
+
+def w_state(n):
+    """W state in gates every engine takes: each controlled-Ry written as ry, cx, ry, cx (in
+    program order), then a cx moving the excitation down."""
+    qc = QuantumCircuit(n)
+    qc.x(n - 1)
+    for i in reversed(range(1, n)):
+        phi = 2 * np.arccos(np.sqrt(1 / (i + 1)))
+        qc.ry(phi / 2, i - 1)
+        qc.cx(i, i - 1)
+        qc.ry(-phi / 2, i - 1)
+        qc.cx(i, i - 1)
+        qc.cx(i - 1, i)
+    return qc
+
+
+def bv_by_qubit(n, seed=5):
+    secret = np.random.default_rng(seed).integers(2, size=n)
+    qc = QuantumCircuit(n + 1)
+    qc.x(n)
+    qc.h(n)
+    for i in range(n):
+        qc.h(i)
+        if secret[i]:
+            qc.cx(i, n)
+        qc.h(i)
+    return qc
+
+
+WIDE = {"ghz60": lambda: ghz(60), "ghz127": lambda: ghz(127), "w118": lambda: w_state(118), "cat260": lambda: ghz(260), "bv200": lambda: bv_by_qubit(200)}
+
+
+def aer_wide(qc, method, threads, timeout):
+    """Aer's time for one shot of `qc` with `method`, or why it could not run it."""
+    import multiprocessing as mp
+
+    def work(q):
+        try:
+            sim = AerSimulator(method=method, max_parallel_threads=threads)
+            r = sim.run(qc, shots=1).result()
+            msg = str(r.results[0].status if r.results else r.status)
+            q.put(("ok", r.results[0].time_taken) if r.success else ("failed", msg.split("ERROR:")[-1].strip()))
+        except Exception as e:  # noqa: BLE001 - reported, not hidden
+            q.put(("refused", str(e).splitlines()[0][:80]))
+
+    q = mp.Queue()
+    p = mp.Process(target=work, args=(q,))
+    p.start()
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        return None, f"over {timeout:.0f} s"
+    kind, v = q.get() if not q.empty() else ("failed", "no result")
+    return (v, "") if kind == "ok" else (None, f"{kind}: {v}")
+
+
+def wide(args, threads, work):
+    rows = []
+    print(f"{'circuit':8} {'qubits':>6} {'gates':>6} {'qstore s':>9} {'Aer MPS s':>10} {'Aer ext-stab s':>15}")
+    for name, make in WIDE.items():
+        qc = make()
+        qc.measure_all()
+        f = work / f"{name}.qasm"
+        f.write_text(qasm2.dumps(qc))
+        ours = min(
+            (qstore_run(args.binary, f, work / f"w{k}", "--method", "sparse", "--prune-below", "1e-12") for k in range(2)),
+            key=lambda r: r["sim_seconds"],
+        )
+        row = dict(circuit=name, qubits=qc.num_qubits, gates=ours["gates"], qstore_seconds=ours["sim_seconds"],
+                   qstore_peak_support=ours["peak_support"], qstore_pruned_mass=ours["pruned_mass"])
+        cells = []
+        for method in ("matrix_product_state", "extended_stabilizer"):
+            t, why = aer_wide(qc, method, threads, args.aer_timeout)
+            row[f"aer_{method}_seconds"] = t
+            row[f"aer_{method}_note"] = why
+            cells.append(f"{t:.4f}" if t is not None else "n/a")
+        rows.append(row)
+        notes = "; ".join(f"{m}: {row[f'aer_{m}_note']}" for m in ("matrix_product_state", "extended_stabilizer") if row[f"aer_{m}_note"])
+        print(f"{name:8} {qc.num_qubits:>6} {ours['gates']:>6} {ours['sim_seconds']:>9.4f} {cells[0]:>10} {cells[1]:>15}" + (f"   ({notes})" if notes else ""))
+        sys.stdout.flush()
+        for d in work.glob("w*"):
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+    return rows
+
+
 def aer_time(qc, threads):
     sim = AerSimulator(method="statevector", max_parallel_threads=threads)
     qc = qc.copy()
@@ -98,9 +200,21 @@ def main(argv=None):
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "qstore"))
     p.add_argument("--dir", default=None)
     p.add_argument("--json-out", default="sim-vs-aer.json")
+    p.add_argument("--wide", action="store_true", help="wide structured circuits: sparse (--prune-below 1e-12) vs Aer MPS and extended_stabilizer")
+    p.add_argument("--aer-timeout", type=float, default=300.0)
     args = p.parse_args(argv)
     threads = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="qstore-sim-bench-", dir=args.dir))
+    if args.wide:
+        print(f"threads: {threads} for both")
+        try:
+            rows = wide(args, threads, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        with open(args.json_out, "w") as fh:
+            json.dump(dict(date=time.strftime("%Y-%m-%d"), threads=threads, wide=True, rows=rows), fh, indent=1)
+        print(f"figures written to {args.json_out}")
+        return
     rows = []
     print(f"threads: {threads} for both (rayon uses every core; Aer max_parallel_threads={threads})")
     print(
