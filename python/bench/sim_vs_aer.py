@@ -7,10 +7,9 @@ commit), their ratio, and the checkpoint cost: the run is repeated with a checkp
 quarter of the circuit, the simulation time the checkpoints took (staging copies and waits) is
 divided by their number, and the overhead of one checkpoint per minute is that cost over 60 s.
 
-With `--wide`, it times wide structured circuits instead (GHZ-60 and GHZ-127, W-118 with its controlled
-rotations written as ry and cx, cat-260 and Bernstein-Vazirani-200 written qubit by qubit,
-each measured once at the end; qstore with `--prune-below 1e-12`, as the decomposed rotations
-leave ~1e-17 of floating-point dust where they should cancel, the mass dropped reported): qstore's
+With `--wide`, it times wide structured circuits instead (GHZ-60 and GHZ-127, W-118 with its
+controlled rotations written as ry and cx, cat-260 and Bernstein-Vazirani-200 written qubit by
+qubit, each measured once at the end): qstore's
 sparse engine against Aer's matrix_product_state and extended_stabilizer methods (the ones
 that can hold 100+ qubits), same circuits, same thread count; a method that refuses a
 circuit or passes `--aer-timeout` is reported as such.
@@ -151,11 +150,11 @@ def wide(args, threads, work):
         f = work / f"{name}.qasm"
         f.write_text(qasm2.dumps(qc))
         ours = min(
-            (qstore_run(args.binary, f, work / f"w{k}", "--method", "sparse", "--prune-below", "1e-12") for k in range(2)),
+            (qstore_run(args.binary, f, work / f"w{k}", "--method", "sparse") for k in range(2)),
             key=lambda r: r["sim_seconds"],
         )
         row = dict(circuit=name, qubits=qc.num_qubits, gates=ours["gates"], qstore_seconds=ours["sim_seconds"],
-                   qstore_peak_support=ours["peak_support"], qstore_pruned_mass=ours["pruned_mass"])
+                   qstore_peak_support=ours["peak_support"])
         cells = []
         for method in ("matrix_product_state", "extended_stabilizer"):
             t, why = aer_wide(qc, method, threads, args.aer_timeout)
@@ -200,7 +199,7 @@ def main(argv=None):
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "qstore"))
     p.add_argument("--dir", default=None)
     p.add_argument("--json-out", default="sim-vs-aer.json")
-    p.add_argument("--wide", action="store_true", help="wide structured circuits: sparse (--prune-below 1e-12) vs Aer MPS and extended_stabilizer")
+    p.add_argument("--wide", action="store_true", help="wide structured circuits: sparse vs Aer MPS and extended_stabilizer")
     p.add_argument("--aer-timeout", type=float, default=300.0)
     args = p.parse_args(argv)
     threads = os.cpu_count() or 1

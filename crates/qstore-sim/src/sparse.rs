@@ -5,12 +5,15 @@
 //! A gate costs time in proportion to the support, not to 2^n: diagonal gates scale in place;
 //! gates that only permute (X, CX, SWAP, anti-diagonal matrices) move indices and re-sort;
 //! any other 2x2 matrix pairs each index with its partner by a merge of the two sorted halves
-//! and merges its results back, so nothing is hashed. Amplitudes that become exactly zero are
-//! dropped (lossless); near-zero ones only by [`SparseState::prune`], on request.
+//! and merges its results back, so nothing is hashed. Amplitudes that cancel to zero are
+//! dropped: exactly, or to within the rounding error of the sum that produced them (see
+//! `cancel`); small amplitudes that did not come from a cancellation only by
+//! [`SparseState::prune`], on request.
 //!
-//! Every kernel computes each amplitude with the dense engine's arithmetic, and every sum runs
-//! over fixed blocks in index order, so results do not depend on thread count or scheduling:
-//! a resumed run is bit-identical to an uninterrupted one.
+//! Every kernel computes each amplitude with the dense engine's arithmetic (the results agree
+//! to a few ulps; the dense engine keeps cancellation noise the sparse one drops), and every
+//! sum runs over fixed blocks in index order, so results do not depend on thread count or
+//! scheduling: a resumed run is bit-identical to an uninterrupted one.
 
 use crate::basis::Basis;
 use crate::circuit::Gate;
@@ -26,6 +29,24 @@ const PAR_MIN: usize = 1 << 15;
 
 const ZERO: C = C::new(0.0, 0.0);
 const ONE: C = C::new(1.0, 0.0);
+
+/// Relative size below which a sum is rounding noise: a few ulps of its terms.
+const ROUNDING: f64 = 8.0 * f64::EPSILON;
+
+/// `p + q`, or exactly 0 when the terms cancel to within the rounding error of computing them
+/// (`|p + q| <= 8 eps (|p| + |q|)`, in the 1-norm): what is left then is noise whose sign and
+/// size mean nothing (`ry(t) ry(-t)` on an amplitude that is not 1 leaves ~1e-17 where exact
+/// arithmetic leaves 0), and keeping it would spread the support over 2^n. A term that is
+/// small on its own is never touched: only [`SparseState::prune`] drops those.
+#[inline]
+fn cancel(p: C, q: C) -> C {
+    let s = p + q;
+    if s.l1_norm() <= ROUNDING * (p.l1_norm() + q.l1_norm()) {
+        ZERO
+    } else {
+        s
+    }
+}
 
 /// A state vector of `n` qubits as its non-zero amplitudes, sorted by basis index.
 #[derive(Clone, Debug, PartialEq)]
@@ -316,7 +337,8 @@ impl<const W: usize> SparseState<W> {
             }
         }
         drop((lo, hi));
-        let kernel = |(_, x, y): &(Basis<W>, C, C)| (m00 * x + m01 * y, m10 * x + m11 * y);
+        let kernel =
+            |(_, x, y): &(Basis<W>, C, C)| (cancel(m00 * x, m01 * y), cancel(m10 * x, m11 * y));
         let out: Vec<(C, C)> = if pairs.len() >= PAR_MIN {
             pairs.par_iter().map(kernel).collect()
         } else {
