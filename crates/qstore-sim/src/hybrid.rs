@@ -70,17 +70,30 @@ pub fn human(x: f64) -> String {
 }
 
 /// The machine's default memory limit: the memory available now (Linux `MemAvailable`),
-/// or 8 GiB where that cannot be read.
+/// or less where the process's cgroup (v2) allows less (a container's limit); 8 GiB where
+/// neither can be read.
 pub fn default_memory_limit() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(8 << 30, |kb| kb * 1024)
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let available = read("/proc/meminfo").and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .and_then(|m| m.trim().parse::<u64>().ok())
+        .map(|max| {
+            let used = read("/sys/fs/cgroup/memory.current")
+                .and_then(|c| c.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            max.saturating_sub(used)
+        });
+    match (available, cgroup) {
+        (Some(a), Some(c)) => a.min(c),
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => 8 << 30,
+    }
 }
 
 impl Plan {

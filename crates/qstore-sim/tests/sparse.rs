@@ -608,3 +608,62 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn noisy_trajectories_run_on_the_sparse_engine() {
+    let repo = repo();
+    let mut noise = NoiseModel::default();
+    noise.add("depolarizing:p1=0.01,p2=0.05").unwrap();
+    noise.add("amplitude_damping:gamma=0.01").unwrap();
+    noise.add("readout:p=0.01").unwrap();
+    // The same seed gives the same counts on either engine (the same random draws).
+    let small = format!("{}creg c[6];\nmeasure q -> c;\n", ghz(6));
+    let p = parse(&small).unwrap();
+    let counts = |method: Method, branch: &str| {
+        let r = study(
+            &repo,
+            &small,
+            &p,
+            &StudyOptions {
+                branch: branch.into(),
+                trajectories: 300,
+                seed: 9,
+                noise,
+                method,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let v = repo
+            .reader(branch, "study/counts")
+            .unwrap()
+            .read_all()
+            .unwrap();
+        (r, v)
+    };
+    let (rs, sparse) = counts(Method::Sparse, "s");
+    let (rd, dense) = counts(Method::Dense, "d");
+    assert_eq!((rs.sparse_trajectories, rd.sparse_trajectories), (300, 0));
+    assert_eq!(sparse, dense);
+    assert!(rs.outcomes > 2, "noise spreads the outcomes");
+    assert!(rs.error_free < 300);
+    // A 60-qubit GHZ under the same noise: errors give outcomes besides all-0 and all-1.
+    let wide = format!("{}creg c[60];\nmeasure q -> c;\n", ghz(60));
+    let r = study(
+        &repo,
+        &wide,
+        &parse(&wide).unwrap(),
+        &StudyOptions {
+            branch: "wide".into(),
+            trajectories: 100,
+            seed: 2,
+            noise,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.sparse_trajectories, 100);
+    assert!(r.outcomes > 2 && r.error_free < 100, "{r:?}");
+    let e = repo.reader("wide", "study/counts").unwrap().entry().clone();
+    assert_eq!(e.tags["layout"], "sparse-counts");
+}
