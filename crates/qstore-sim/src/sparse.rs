@@ -55,27 +55,30 @@ pub struct SparseState<const W: usize> {
     entries: Vec<(Basis<W>, C)>,
 }
 
-/// Merge two vectors sorted by distinct indices into one.
-fn merge<const W: usize>(a: Vec<(Basis<W>, C)>, b: Vec<(Basis<W>, C)>) -> Vec<(Basis<W>, C)> {
-    if a.is_empty() {
-        return b;
+type Entry<const W: usize> = (Basis<W>, C);
+
+/// Merge three vectors, each sorted by index, with no index in two of them, into one.
+fn merge3<const W: usize>(parts: [Vec<Entry<W>>; 3]) -> Vec<Entry<W>> {
+    let total = parts.iter().map(Vec::len).sum();
+    let mut nonempty: Vec<Vec<Entry<W>>> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    if nonempty.len() <= 1 {
+        return nonempty.pop().unwrap_or_default();
     }
-    if b.is_empty() {
-        return a;
-    }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i].0 < b[j].0 {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
+    let mut out = Vec::with_capacity(total);
+    let mut at = vec![0usize; nonempty.len()];
+    loop {
+        let mut best: Option<usize> = None;
+        for (k, p) in nonempty.iter().enumerate() {
+            if let Some(e) = p.get(at[k])
+                && best.is_none_or(|b| e.0 < nonempty[b][at[b]].0)
+            {
+                best = Some(k);
+            }
         }
+        let Some(k) = best else { break };
+        out.push(nonempty[k][at[k]]);
+        at[k] += 1;
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
     out
 }
 
@@ -254,12 +257,26 @@ impl<const W: usize> SparseState<W> {
         }
     }
 
-    fn sort(&mut self) {
-        if self.entries.len() >= PAR_MIN {
-            self.entries.par_sort_unstable_by_key(|e| e.0);
-        } else {
-            self.entries.sort_unstable_by_key(|e| e.0);
+    /// Split the entries into the ones that stay (class 0) and two classes (1, 2) whose
+    /// members share the bits `change` flips, apply `change` to those, and merge the three
+    /// back in order: a flip of bits every member of a class shares keeps the class sorted.
+    fn regroup(
+        &mut self,
+        class: impl Fn(&Entry<W>) -> usize,
+        change: impl Fn(&mut Entry<W>) + Sync + Send,
+    ) {
+        let mut parts: [Vec<Entry<W>>; 3] = Default::default();
+        for e in std::mem::take(&mut self.entries) {
+            parts[class(&e)].push(e);
         }
+        for p in &mut parts[1..] {
+            if p.len() >= PAR_MIN {
+                p.par_iter_mut().for_each(&change);
+            } else {
+                p.iter_mut().for_each(&change);
+            }
+        }
+        self.entries = merge3(parts);
     }
 
     fn drop_zeros(&mut self) {
@@ -282,14 +299,22 @@ impl<const W: usize> SparseState<W> {
             });
             self.drop_zeros();
         } else if m00 == ZERO && m11 == ZERO {
-            // |0> -> m10 |1>, |1> -> m01 |0>: indices move, amplitudes scale.
-            self.each(|(i, a)| {
-                if i.contains(&cm) {
-                    *a = if i.bit(t) { m01 * *a } else { m10 * *a };
-                    *i = i.flipped(t);
+            // |0> -> m10 |1>, |1> -> m01 |0>: indices move, amplitudes scale. Flipping one
+            // bit keeps the order among the entries that share it, so the moved halves stay
+            // sorted and are merged back.
+            let moving = |(i, _): &Entry<W>| {
+                if !i.contains(&cm) {
+                    0
+                } else if i.bit(t) {
+                    1
+                } else {
+                    2
                 }
+            };
+            self.regroup(moving, |(i, a)| {
+                *a = if i.bit(t) { m01 * *a } else { m10 * *a };
+                *i = i.flipped(t);
             });
-            self.sort();
             self.drop_zeros();
         } else {
             self.mix(m, t, cm);
@@ -339,21 +364,29 @@ impl<const W: usize> SparseState<W> {
         drop((lo, hi));
         let kernel =
             |(_, x, y): &(Basis<W>, C, C)| (cancel(m00 * x, m01 * y), cancel(m10 * x, m11 * y));
-        let out: Vec<(C, C)> = if pairs.len() >= PAR_MIN {
-            pairs.par_iter().map(kernel).collect()
-        } else {
-            pairs.iter().map(kernel).collect()
-        };
-        let (mut new_lo, mut new_hi) = (Vec::with_capacity(pairs.len()), Vec::new());
-        for ((k, _, _), (a, b)) in pairs.iter().zip(out) {
+        let (mut new_lo, mut new_hi) = (
+            Vec::with_capacity(pairs.len()),
+            Vec::with_capacity(pairs.len()),
+        );
+        let mut keep = |k: &Basis<W>, (a, b): (C, C)| {
             if a != ZERO {
                 new_lo.push((*k, a));
             }
             if b != ZERO {
                 new_hi.push((k.flipped(t), b));
             }
+        };
+        if pairs.len() >= PAR_MIN {
+            let out: Vec<(C, C)> = pairs.par_iter().map(kernel).collect();
+            for (e, r) in pairs.iter().zip(out) {
+                keep(&e.0, r);
+            }
+        } else {
+            for e in &pairs {
+                keep(&e.0, kernel(e));
+            }
         }
-        self.entries = merge(merge(new_lo, new_hi), rest);
+        self.entries = merge3([rest, new_lo, new_hi]);
     }
 }
 
@@ -367,17 +400,17 @@ impl<const W: usize> QuantumState for SparseState<W> {
             } => self.unitary(*m, *target, Basis::mask(controls)),
             Gate::Swap { a, b, controls } => {
                 let (a, b, cm) = (*a, *b, Basis::<W>::mask(controls));
-                let moves = self
-                    .entries
-                    .iter()
-                    .any(|(i, _)| i.contains(&cm) && i.bit(a) != i.bit(b));
-                if moves {
-                    self.each(|(i, _)| {
-                        if i.contains(&cm) && i.bit(a) != i.bit(b) {
-                            *i = i.flipped(a).flipped(b);
-                        }
-                    });
-                    self.sort();
+                let moving = |(i, _): &Entry<W>| {
+                    if !i.contains(&cm) || i.bit(a) == i.bit(b) {
+                        0
+                    } else if i.bit(a) {
+                        1
+                    } else {
+                        2
+                    }
+                };
+                if self.entries.iter().any(|e| moving(e) != 0) {
+                    self.regroup(moving, |(i, _)| *i = i.flipped(a).flipped(b));
                 }
             }
             Gate::Diag2 { d, a, b } => {
