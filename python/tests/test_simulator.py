@@ -223,7 +223,9 @@ def test_wide_sparse_states_read_back_in_python(tmp_path):
     assert list(s.indices) == [0, 2**n - 1]
     np.testing.assert_allclose(s.values, [2**-0.5, 2**-0.5], atol=1e-15)
     assert s.to_dict(bitstrings=True)["1" * n] == pytest.approx(2**-0.5)
-    assert r.info("final").encoding == "sparse"
+    info = r.info("final")
+    assert info.encoding == "sparse"
+    assert info.dense_bytes == 16 << n  # exact, though no dense form exists
 
 
 def qasmbench_files():

@@ -476,7 +476,7 @@ pub fn run(dir: &Path, n: u32, out: &Out) -> Result<()> {
             p,
             e.kind.name(),
             e.encoding.name(),
-            human_bytes(e.dense_bytes()),
+            crate::output::dense_size(e),
             human_bytes(e.stream_len as u128)
         );
     }

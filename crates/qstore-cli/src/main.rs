@@ -813,7 +813,7 @@ fn run(cli: Cli) -> Result<()> {
                         e.kind.name(),
                         e.dtype.name(),
                         e.encoding.name(),
-                        human_bytes(e.dense_bytes())
+                        output::dense_size(e)
                     );
                 }
             }
@@ -1605,7 +1605,7 @@ fn show(
     );
     println!(
         "size:      {} dense, {} encoded in {} chunks",
-        human_bytes(entry.dense_bytes()),
+        output::dense_size(&entry),
         human_bytes(entry.stream_len as u128),
         reader.manifest().chunks.len()
     );

@@ -41,6 +41,21 @@ pub fn human_bytes(b: u128) -> String {
     }
 }
 
+/// A state's dense size for people: in binary units, or `2^k B` for a state vector too wide
+/// to have a dense form (its size does not fit a u128).
+pub fn dense_size(e: &qstore::StateEntry) -> String {
+    match wide_dense_log2(e) {
+        Some(k) => format!("2^{k} B"),
+        None => human_bytes(e.dense_bytes()),
+    }
+}
+
+/// log2 of the dense size of a state vector with no dense form.
+fn wide_dense_log2(e: &qstore::StateEntry) -> Option<u32> {
+    e.is_wide()
+        .then(|| e.qubits + e.dtype.item_size().trailing_zeros())
+}
+
 /// A byte progress bar on stderr for long work (64 MiB or more), only on a terminal.
 pub fn progress_bar(total: u64, label: &str) -> Option<ProgressBar> {
     if total < (64 << 20) || !std::io::stderr().is_terminal() {
@@ -74,7 +89,7 @@ pub fn entry_json(path: &str, e: &StateEntry) -> Value {
         "shape": e.shape,
         "encoding": e.encoding.name(),
         "nnz": e.nnz,
-        "dense_bytes": e.dense_bytes().to_string(),
+        "dense_bytes": wide_dense_log2(e).map_or_else(|| e.dense_bytes().to_string(), |k| format!("2^{k}")),
         "stream_bytes": e.stream_len,
         "norm": e.norm,
         "manifest": e.manifest.to_hex(),

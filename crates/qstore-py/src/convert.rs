@@ -24,7 +24,13 @@ pub fn entry_dict<'py>(
     d.set_item("nnz", e.nnz)?;
     d.set_item("norm", e.norm)?;
     d.set_item("stream_bytes", e.stream_len)?;
-    d.set_item("dense_bytes", e.dense_bytes())?;
+    if e.is_wide() {
+        // 2^k bytes does not fit a u128: make the exact Python int.
+        let k = e.qubits + e.dtype.item_size().trailing_zeros();
+        d.set_item("dense_bytes", 1u32.into_pyobject(py)?.call_method1("__lshift__", (k,))?)?;
+    } else {
+        d.set_item("dense_bytes", e.dense_bytes())?;
+    }
     d.set_item("manifest", e.manifest.to_hex())?;
     d.set_item("tags", e.tags.clone())?;
     Ok(d)
