@@ -307,7 +307,10 @@ fn wide_circuits_run_sparse_and_the_memory_limit_is_explained() {
     // Its dense size is 16 x 2^100 bytes, said so rather than as a saturated number.
     let o = qstore(&repo, &["show", "final", "--ref", "ghz"]);
     let shown = String::from_utf8_lossy(&o.stdout);
-    assert!(shown.contains("2^104 B dense") && shown.contains("sparse (2 non-zero)"), "{shown}");
+    assert!(
+        shown.contains("2^104 B dense") && shown.contains("sparse (2 non-zero)"),
+        "{shown}"
+    );
     // Dense cannot hold 100 qubits: refused as invalid input (exit 6), naming the limit.
     let o = qstore(&repo, &["run", g, "--branch", "d", "--method", "dense"]);
     assert_eq!(o.status.code(), Some(6));

@@ -27,7 +27,10 @@ pub fn entry_dict<'py>(
     if e.is_wide() {
         // 2^k bytes does not fit a u128: make the exact Python int.
         let k = e.qubits + e.dtype.item_size().trailing_zeros();
-        d.set_item("dense_bytes", 1u32.into_pyobject(py)?.call_method1("__lshift__", (k,))?)?;
+        d.set_item(
+            "dense_bytes",
+            1u32.into_pyobject(py)?.call_method1("__lshift__", (k,))?,
+        )?;
     } else {
         d.set_item("dense_bytes", e.dense_bytes())?;
     }
