@@ -174,7 +174,7 @@ impl<const W: usize> Hybrid<W> {
         Ok(Self::of(repr))
     }
 
-    /// A state read back, moved to the engine the plan asks for.
+    /// A state in the engine it is in (see [`Hybrid::adopt`] to move it).
     pub fn of(repr: Repr<W>) -> Self {
         let peak_support = match &repr {
             Repr::Sparse(s) => s.len(),
