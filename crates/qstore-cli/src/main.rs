@@ -1420,11 +1420,8 @@ fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
     let mut tx = repo.transaction(&args.commit.branch)?;
     let is_json = args.file.extension().is_some_and(|e| e == "json");
     let started = std::time::Instant::now();
-    let (entry, logical): (StateEntry, u128) = if is_json {
-        let sparse = sparse_json::read(&args.file)?;
-        let e = tx.put_sparse(&args.path, &sparse.as_input(), &opts)?;
-        let l = e.dense_bytes();
-        (e, l)
+    let entry: StateEntry = if is_json {
+        sparse_json::read(&args.file)?.put(&mut tx, &args.path, &opts)?
     } else {
         let (info, src) = npy::open(&args.file)?;
         let total = info.byte_len().unwrap_or(0);
@@ -1436,7 +1433,7 @@ fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        (e, total as u128)
+        e
     };
     let stats = tx.stats();
     let id = tx.commit(commit_options(&args.commit))?;
@@ -1451,7 +1448,7 @@ fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
                 entry.kind.name(),
                 entry.dtype.name(),
                 entry.encoding.name(),
-                human_bytes(logical),
+                output::dense_size(&entry),
                 id.short(),
                 stats.chunks,
                 stats.new_chunks,

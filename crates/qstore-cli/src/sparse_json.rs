@@ -1,10 +1,11 @@
 //! The sparse JSON file `put` reads and `get` writes:
 //! `{"n_qubits": 50, "dtype": "complex128", "amplitudes": {"0": [0.7071, 0.0], "0b11": [..]}}`.
-//! Keys are decimal indices, `0b` binary, or Qiskit-style bit strings of `n_qubits` characters.
+//! Keys are decimal indices, `0b` binary, or Qiskit-style bit strings of `n_qubits` characters,
+//! for states of up to 1,024 qubits.
 
 use anyhow::{Context, Result, bail};
-use qstore::state::sparse::parse_basis_key;
-use qstore::{DType, SparseInput, StateEntry, WideSparse};
+use qstore::state::sparse::{basis_key_decimal, parse_basis_key_wide};
+use qstore::{DType, StateEntry, Transaction, WideSparse, WideSparseInput};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,7 +23,7 @@ fn default_dtype() -> String {
     "complex128".into()
 }
 
-/// A parsed sparse state.
+/// A parsed sparse state: `index_words(n_qubits)` words per index.
 pub struct Sparse {
     n_qubits: u32,
     dtype: DType,
@@ -31,13 +32,32 @@ pub struct Sparse {
 }
 
 impl Sparse {
-    /// The engine's view of it.
-    pub fn as_input(&self) -> SparseInput<'_> {
-        SparseInput {
+    /// Store it at `path` in `tx`.
+    pub fn put(
+        &self,
+        tx: &mut Transaction,
+        path: &str,
+        opts: &qstore::PutOptions,
+    ) -> qstore::Result<StateEntry> {
+        let input = WideSparseInput {
             n_qubits: self.n_qubits,
             dtype: self.dtype,
             indices: &self.indices,
             values: &self.values,
+        };
+        if self.n_qubits <= qstore::format::tree::MAX_QUBITS {
+            tx.put_sparse(
+                path,
+                &qstore::SparseInput {
+                    n_qubits: input.n_qubits,
+                    dtype: input.dtype,
+                    indices: input.indices,
+                    values: input.values,
+                },
+                opts,
+            )
+        } else {
+            tx.put_sparse_wide(path, &input, opts)
         }
     }
 }
@@ -58,7 +78,7 @@ pub fn read(path: &Path) -> Result<Sparse> {
     let mut indices = Vec::with_capacity(f.amplitudes.len());
     let mut values = Vec::with_capacity(f.amplitudes.len() * dtype.item_size());
     for (k, [re, im]) in &f.amplitudes {
-        indices.push(parse_basis_key(k, f.n_qubits)?);
+        indices.extend(parse_basis_key_wide(k, f.n_qubits)?);
         if dtype == DType::Complex128 {
             values.extend_from_slice(&re.to_le_bytes());
             values.extend_from_slice(&im.to_le_bytes());
@@ -73,36 +93,6 @@ pub fn read(path: &Path) -> Result<Sparse> {
         indices,
         values,
     })
-}
-
-/// Decimal digits of a multi-word number (least significant word first).
-fn to_decimal(words: &[u64]) -> String {
-    let mut w: Vec<u64> = words.to_vec();
-    while w.len() > 1 && w.last() == Some(&0) {
-        w.pop();
-    }
-    if w.len() == 1 {
-        return w[0].to_string();
-    }
-    // Repeated division by 10^19 (the largest power of ten in a u64).
-    const BASE: u64 = 10_000_000_000_000_000_000;
-    let mut groups = Vec::new();
-    while w.iter().any(|x| *x != 0) {
-        let mut rem: u128 = 0;
-        for x in w.iter_mut().rev() {
-            let cur = (rem << 64) | u128::from(*x);
-            *x = (cur / u128::from(BASE)) as u64;
-            rem = cur % u128::from(BASE);
-        }
-        groups.push(rem as u64);
-    }
-    let mut s = groups
-        .pop()
-        .map_or_else(|| "0".to_string(), |g| g.to_string());
-    for g in groups.iter().rev() {
-        s += &format!("{g:019}");
-    }
-    s
 }
 
 /// Write a state's non-zero entries as a sparse JSON file (decimal keys, of any width).
@@ -126,29 +116,11 @@ pub fn write(w: &mut dyn Write, e: &StateEntry, s: &WideSparse) -> Result<()> {
         write!(
             w,
             "{sep}\"{}\": [{}, {}]",
-            to_decimal(s.basis_index(k)),
+            basis_key_decimal(s.basis_index(k)),
             serde_json::to_string(&re)?,
             serde_json::to_string(&im)?
         )?;
     }
     writeln!(w, "}}}}")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::to_decimal;
-
-    #[test]
-    fn decimal_keys_of_any_width() {
-        assert_eq!(to_decimal(&[0, 0]), "0");
-        assert_eq!(to_decimal(&[42]), "42");
-        assert_eq!(to_decimal(&[0, 1]), "18446744073709551616");
-        assert_eq!(to_decimal(&[u64::MAX, u64::MAX]), u128::MAX.to_string());
-        assert_eq!(to_decimal(&[5, 0, 0, 0]), "5");
-        assert_eq!(
-            to_decimal(&[0, 0, 1]),
-            "340282366920938463463374607431768211456"
-        );
-    }
 }

@@ -304,6 +304,16 @@ fn wide_circuits_run_sparse_and_the_memory_limit_is_explained() {
         amps.contains_key(&((1u128 << 100) - 1).to_string()),
         "{text}"
     );
+    // The JSON goes back in as it came out: the same chunk, deduplicated.
+    let o = qstore(
+        &repo,
+        &["put", "copy", out.to_str().unwrap(), "--branch", "ghz"],
+    );
+    let put = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && put.contains("0 new, 1 deduplicated"),
+        "{put}"
+    );
     // Its dense size is 16 x 2^100 bytes, said so rather than as a saturated number.
     let o = qstore(&repo, &["show", "final", "--ref", "ghz"]);
     let shown = String::from_utf8_lossy(&o.stdout);

@@ -333,12 +333,137 @@ pub fn parse_basis_key(key: &str, n_qubits: u32) -> Result<u64> {
     Ok(value)
 }
 
+/// The words of basis key `key` of an `n_qubits`-qubit state of any width (up to 1,024
+/// qubits): a decimal index, `0b` binary, or a bit string of exactly `n_qubits` characters
+/// (leftmost = highest qubit), as [`parse_basis_key`] reads them; `index_words(n_qubits)`
+/// little-endian words.
+pub fn parse_basis_key_wide(key: &str, n_qubits: u32) -> Result<Vec<u64>> {
+    let bad = |why: &str| Error::invalid_state(format!("basis key {key:?}: {why}"));
+    let out_of_range = || bad(&format!("out of range for {n_qubits} qubits"));
+    let mut w = vec![0u64; index_words(n_qubits)];
+    let bits = |digits: &str, w: &mut Vec<u64>| -> Result<()> {
+        if digits.is_empty() {
+            return Err(bad("no digits"));
+        }
+        for (k, c) in digits.bytes().rev().enumerate() {
+            match c {
+                b'0' => {}
+                b'1' if k < 64 * w.len() => w[k / 64] |= 1 << (k % 64),
+                b'1' => return Err(out_of_range()),
+                _ => return Err(bad("not a binary number")),
+            }
+        }
+        Ok(())
+    };
+    if let Some(b) = key.strip_prefix("0b") {
+        bits(b, &mut w)?;
+    } else if key.len() == n_qubits as usize
+        && key.len() > 1
+        && key.bytes().all(|c| c == b'0' || c == b'1')
+    {
+        bits(key, &mut w)?;
+    } else {
+        if key.is_empty() || !key.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad("not an index or a bit string"));
+        }
+        for d in key.bytes() {
+            // w = w * 10 + d, word by word; a carry out of the top word is out of range.
+            let mut carry = u128::from(d - b'0');
+            for x in w.iter_mut() {
+                let v = u128::from(*x) * 10 + carry;
+                *x = v as u64;
+                carry = v >> 64;
+            }
+            if carry != 0 {
+                return Err(out_of_range());
+            }
+        }
+    }
+    let top = n_qubits as usize;
+    if (top..64 * w.len()).any(|k| w[k / 64] >> (k % 64) & 1 == 1) {
+        return Err(out_of_range());
+    }
+    Ok(w)
+}
+
+/// The decimal form of a multi-word basis index (least significant word first).
+pub fn basis_key_decimal(words: &[u64]) -> String {
+    let mut w: Vec<u64> = words.to_vec();
+    while w.len() > 1 && w.last() == Some(&0) {
+        w.pop();
+    }
+    if w.len() == 1 {
+        return w[0].to_string();
+    }
+    // Repeated division by 10^19 (the largest power of ten in a u64).
+    const BASE: u128 = 10_000_000_000_000_000_000;
+    let mut groups = Vec::new();
+    while w.iter().any(|x| *x != 0) {
+        let mut rem: u128 = 0;
+        for x in w.iter_mut().rev() {
+            let cur = (rem << 64) | u128::from(*x);
+            *x = (cur / BASE) as u64;
+            rem = cur % BASE;
+        }
+        groups.push(rem as u64);
+    }
+    let mut s = groups
+        .pop()
+        .map_or_else(|| "0".to_string(), |g| g.to_string());
+    for g in groups.iter().rev() {
+        s += &format!("{g:019}");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn decimal_keys_of_any_width() {
+        assert_eq!(basis_key_decimal(&[0, 0]), "0");
+        assert_eq!(basis_key_decimal(&[42]), "42");
+        assert_eq!(basis_key_decimal(&[0, 1]), "18446744073709551616");
+        assert_eq!(
+            basis_key_decimal(&[u64::MAX, u64::MAX]),
+            u128::MAX.to_string()
+        );
+        assert_eq!(basis_key_decimal(&[5, 0, 0, 0]), "5");
+        assert_eq!(
+            basis_key_decimal(&[0, 0, 1]),
+            "340282366920938463463374607431768211456"
+        );
+        let k = |s: &str, n| parse_basis_key_wide(s, n);
+        assert_eq!(k("18446744073709551616", 100).unwrap(), vec![0, 1]);
+        assert_eq!(k("0b101", 100).unwrap(), vec![5, 0]);
+        assert_eq!(k(&"1".repeat(70), 70).unwrap(), vec![u64::MAX, 63]);
+        for bad in ["", "0b", "12a", "-1", "0b2", &(1u128 << 100).to_string()] {
+            assert!(k(bad, 100).is_err(), "{bad:?}");
+        }
+        // 2^130 needs 131 bits: out of range for 130 qubits, fine for 131.
+        let big = basis_key_decimal(&[0, 0, 4]);
+        assert!(k(&big, 130).is_err());
+        assert_eq!(k(&big, 131).unwrap(), vec![0, 0, 4]);
+    }
+
     proptest! {
+        #[test]
+        fn basis_keys_round_trip_and_never_panic(
+            n in 1u32..=1024,
+            raw in proptest::collection::vec(any::<u64>(), 16),
+            junk in "\\PC{0,60}",
+        ) {
+            let words = index_words(n);
+            let mut w = raw[..words].to_vec();
+            for k in n as usize..64 * words {
+                w[k / 64] &= !(1 << (k % 64));
+            }
+            prop_assert_eq!(parse_basis_key_wide(&basis_key_decimal(&w), n).unwrap(), w.clone());
+            let _ = parse_basis_key_wide(&junk, n);
+        }
+
         #[test]
         fn wide_decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..400), nnz in 0u64..20, n in 0u32..1100) {
             let _ = decode_wide(&b, nnz, 16, n);
