@@ -113,7 +113,8 @@ def sparse_input(
 ) -> Tuple[int, np.ndarray, np.ndarray]:
     """``(n_qubits, uint64 indices, complex values)`` from a dict of index or bit-string
     keys (Qiskit order: the leftmost character is the highest qubit; ``0x..`` hex keys as in
-    Aer's ``save_statevector_dict``) or an ``(indices, values)`` pair."""
+    Aer's ``save_statevector_dict``) or an ``(indices, values)`` pair. Beyond 64 qubits each
+    index is ``ceil(n_qubits / 64)`` little-endian uint64 words."""
     if dtype not in ("complex64", "complex128"):
         raise InvalidState(f"sparse amplitudes must be complex64 or complex128, got {dtype}")
     if isinstance(amplitudes, Mapping):
@@ -157,6 +158,24 @@ def sparse_input(
             raise InvalidState("sparse amplitudes must be a dict or an (indices, values) pair") from None
         if n_qubits is None:
             raise InvalidState("n_qubits is needed for (indices, values) input")
+    if int(n_qubits) > 64:
+        # Wide indices: ceil(n / 64) little-endian words each, least significant first.
+        n = int(n_qubits)
+        words = (n + 63) // 64
+        flat = np.empty(len(idx) * words, dtype=np.uint64)
+        for k, i in enumerate(idx):
+            try:
+                i = int(i)
+            except (TypeError, ValueError):
+                raise InvalidState(f"basis index {i!r} is not an integer") from None
+            if i < 0 or i >> n:
+                raise InvalidState(f"basis index {i} is outside 0..2^{n}")
+            for j in range(words):
+                flat[k * words + j] = (i >> (64 * j)) & 0xFFFF_FFFF_FFFF_FFFF
+        vals = np.ascontiguousarray(np.asarray(values, dtype=dtype).reshape(-1))
+        if len(idx) != len(vals):
+            raise InvalidState(f"{len(idx)} indices but {len(vals)} values")
+        return n, flat, vals
     for i in idx if isinstance(idx, list) else []:
         if i < 0 or i >= 1 << 64:
             raise InvalidState(f"basis index {i} is outside 0..2^64")

@@ -503,7 +503,8 @@ class Transaction:
         """Store a state vector given by its non-zero amplitudes: a dict with integer keys,
         bit-string keys (``"0110"``, leftmost = highest qubit, as Qiskit prints them) or hex
         keys (``"0x6"``, Aer's ``save_statevector_dict``), or an ``(indices, values)`` pair.
-        It stays sparse in the repository, whatever ``n_qubits`` (up to 63)."""
+        It stays sparse in the repository, whatever ``n_qubits`` (up to 1,024; indices past
+        64 bits as Python ints)."""
         n, idx, vals = _arrays.sparse_input(amplitudes, n_qubits, dtype)
         d = self._n.put_sparse(path, n, idx, vals.view(np.uint8), dtype, _arrays.tag_map(tags))
         return StateInfo._from(d)

@@ -348,3 +348,24 @@ def test_a_version_1_repository_reads_refuses_changes_and_upgrades(tmp_path):
     log = new.log()
     assert len(log) == 5 and log[1].message == "drop ghz"
     assert same_bytes(new.get("runs/a/psi", ref="v1"), old.get("runs/a/psi", ref="v1"))
+
+
+def test_wide_sparse_states_round_trip(tmp_path):
+    """States of more than 64 qubits go in and come out with Python-int indices."""
+    repo = qstore.open(tmp_path / "wide")
+    n = 300
+    amps = {0: 0.6, (1 << 299) | 5: 0.8j, "1" * n: 0.0 + 0j}
+    amps = {k: v for k, v in amps.items() if v != 0}
+    with repo.transaction("main", message="wide") as tx:
+        tx.put_sparse("w", amps, n_qubits=n)
+    s = repo.get_sparse("w")
+    assert s.n_qubits == n
+    assert list(s.indices) == [0, (1 << 299) | 5]
+    np.testing.assert_array_equal(s.values, [0.6, 0.8j])
+    info = repo.info("w")
+    assert info.encoding == "sparse" and info.dense_bytes == 16 << n
+    with pytest.raises(qstore.InvalidState):
+        with repo.transaction("main") as tx:
+            tx.put_sparse("bad", {1 << n: 1.0}, n_qubits=n)
+    with pytest.raises(qstore.InvalidState):
+        repo.get("w")  # no dense form

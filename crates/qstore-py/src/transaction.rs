@@ -70,7 +70,8 @@ impl NativeTransaction {
     }
 
     /// Store a sparse state vector: sorted or unsorted unique basis indices and their
-    /// amplitudes (a 1-D uint8 view of a complex array).
+    /// amplitudes (a 1-D uint8 view of a complex array). Beyond 64 qubits each index is
+    /// `ceil(n_qubits / 64)` little-endian words.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (path, n_qubits, indices, values, dtype, tags))]
     fn put_sparse<'py>(
@@ -87,13 +88,23 @@ impl NativeTransaction {
         let opts = put_options("statevector", false, tags)?;
         let (ri, rv) = (readonly(indices, "indices")?, readonly(values, "values")?);
         let (idx, vals) = (slice(&ri, "indices")?, slice(&rv, "values")?);
-        let input = SparseInput {
-            n_qubits,
-            dtype: dt,
-            indices: idx,
-            values: vals,
+        let e = if n_qubits > 64 {
+            let input = qstore::WideSparseInput {
+                n_qubits,
+                dtype: dt,
+                indices: idx,
+                values: vals,
+            };
+            self.with(py, |tx| tx.put_sparse_wide(path, &input, &opts))?
+        } else {
+            let input = SparseInput {
+                n_qubits,
+                dtype: dt,
+                indices: idx,
+                values: vals,
+            };
+            self.with(py, |tx| tx.put_sparse(path, &input, &opts))?
         };
-        let e = self.with(py, |tx| tx.put_sparse(path, &input, &opts))?;
         entry_out(py, path, &e)
     }
 
