@@ -188,14 +188,6 @@ impl<const W: usize> Hybrid<W> {
         }
     }
 
-    /// Qubits.
-    pub fn qubits(&self) -> usize {
-        match &self.repr {
-            Repr::Sparse(s) => s.n,
-            Repr::Dense(s) => s.n,
-        }
-    }
-
     /// `sparse` or `dense`.
     pub fn engine(&self) -> &'static str {
         match self.repr {

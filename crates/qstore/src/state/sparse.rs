@@ -315,22 +315,12 @@ pub fn decode_wide(
 /// Parse a basis-state key: a decimal index, `0b`-prefixed binary, or a bit string of exactly
 /// `n_qubits` characters written Qiskit-style (leftmost character = highest qubit).
 pub fn parse_basis_key(key: &str, n_qubits: u32) -> Result<u64> {
-    let bad = |why: &str| Error::invalid_state(format!("basis key {key:?}: {why}"));
-    let value = if let Some(b) = key.strip_prefix("0b") {
-        u64::from_str_radix(b, 2).map_err(|_| bad("not a binary number"))?
-    } else if key.len() == n_qubits as usize
-        && key.len() > 1
-        && key.bytes().all(|c| c == b'0' || c == b'1')
-    {
-        u64::from_str_radix(key, 2).map_err(|_| bad("not a bit string"))?
-    } else {
-        key.parse::<u64>()
-            .map_err(|_| bad("not an index or a bit string"))?
-    };
-    if n_qubits < 64 && value >> n_qubits != 0 {
-        return Err(bad(&format!("out of range for {n_qubits} qubits")));
+    match parse_basis_key_wide(key, n_qubits.min(64))?[..] {
+        [w] => Ok(w),
+        _ => Err(Error::invalid_state(format!(
+            "basis key {key:?}: out of range for {n_qubits} qubits"
+        ))),
     }
-    Ok(value)
 }
 
 /// The words of basis key `key` of an `n_qubits`-qubit state of any width (up to 1,024
