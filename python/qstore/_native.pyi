@@ -34,7 +34,7 @@ class NativeRepository:
     def gc(self, grace_s: float, dry_run: bool, threshold: float) -> str: ...
     def expire(self, branch: str, older_than_s: float) -> int: ...
     def fsck(self, full: bool) -> str: ...
-    def repack(self, all: bool) -> str: ...
+    def repack(self, all: bool, recompress: bool = False) -> str: ...
     def transaction(self, branch: str) -> NativeTransaction: ...
     def scratch(
         self,
@@ -56,6 +56,7 @@ class NativeRepository:
         message: str,
         author: str,
         metadata: Dict[str, str],
+        lossy: Optional[str] = None,
     ) -> NativePending: ...
 
 class NativePending:
@@ -64,7 +65,15 @@ class NativePending:
 
 class NativeTransaction:
     def put(
-        self, path: str, data: np.ndarray, dtype: str, shape: List[int], kind: str, dense: bool, tags: Dict[str, str]
+        self,
+        path: str,
+        data: np.ndarray,
+        dtype: str,
+        shape: List[int],
+        kind: str,
+        dense: bool,
+        tags: Dict[str, str],
+        lossy: Optional[str] = None,
     ) -> dict: ...
     def put_sparse(
         self, path: str, n_qubits: int, indices: np.ndarray, values: np.ndarray, dtype: str, tags: Dict[str, str]
@@ -83,7 +92,14 @@ class NativeScratch:
     @property
     def id(self) -> str: ...
     def put(
-        self, data: np.ndarray, dtype: str, shape: List[int], kind: str, dense: bool, tags: Dict[str, str]
+        self,
+        data: np.ndarray,
+        dtype: str,
+        shape: List[int],
+        kind: str,
+        dense: bool,
+        tags: Dict[str, str],
+        lossy: Optional[str] = None,
     ) -> NativeHandle: ...
     def usage(self) -> str: ...
     def close(self) -> None: ...

@@ -21,8 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass(frozen=True)
 class StateInfo:
     """What is stored at a path: kind (``statevector``, ``density_matrix``, ``array``),
-    dtype, shape, encoding (``dense``, ``sparse``, ``hermitian``), non-zeros of a sparse
-    encoding, norm (squared norm, trace, or sum of squares), tags, and the commit read."""
+    dtype, shape, encoding (``dense``, ``sparse``, ``hermitian``, ``near-hermitian``),
+    non-zeros of a sparse encoding, norm (squared norm, trace, or sum of squares), tags, the
+    commit read, and for a lossy state its mode (``lossy``, ``None`` when lossless) and the
+    fidelity to the state that was put (1.0 when lossless)."""
 
     path: str
     kind: str
@@ -36,6 +38,8 @@ class StateInfo:
     dense_bytes: int
     manifest: str
     commit: Optional[str] = None
+    lossy: Optional[str] = None
+    fidelity: float = 1.0
 
     @property
     def n_qubits(self) -> Optional[int]:
@@ -59,6 +63,8 @@ class StateInfo:
             dense_bytes=int(d["dense_bytes"]),
             manifest=d["manifest"],
             commit=d.get("commit"),
+            lossy=d.get("lossy"),
+            fidelity=float(d.get("fidelity", 1.0)),
         )
 
 
@@ -198,10 +204,14 @@ class Repository:
         dense: bool = False,
         author: Optional[str] = None,
         metadata: Optional[Mapping[str, Any]] = None,
+        lossy: Optional[str] = None,
     ) -> str:
-        """Store one array in its own commit; returns the commit id."""
+        """Store one array in its own commit; returns the commit id. ``lossy`` (opt-in, state
+        vectors only) stores an approximation: ``"max-infidelity=1e-6"`` (1 - F guaranteed
+        at most that), ``"f32"``, ``"mantissa-bits=K"``, ``"zero-below=EPS"``, or several
+        joined by commas; ``info(path).fidelity`` then says how close it is."""
         with self.transaction(branch, message, author, metadata) as tx:
-            tx.put(path, array, tags=tags, kind=kind, dense=dense)
+            tx.put(path, array, tags=tags, kind=kind, dense=dense, lossy=lossy)
         assert tx.commit_id is not None
         return tx.commit_id
 
@@ -217,6 +227,7 @@ class Repository:
         dense: bool = False,
         author: Optional[str] = None,
         metadata: Optional[Mapping[str, Any]] = None,
+        lossy: Optional[str] = None,
     ) -> "PendingCommit":
         """Checkpoint without waiting: the array is copied into a bounded staging buffer
         (the only stall), then stored and committed on a background thread. Call
@@ -235,6 +246,7 @@ class Repository:
             message,
             author or _default_author(),
             _arrays.tag_map(metadata),
+            lossy,
         )
         return PendingCommit(p)
 
@@ -359,10 +371,11 @@ class Repository:
         """Check every ref, commit, tree and manifest (and with ``full`` every chunk)."""
         return json.loads(self._n.fsck(full))
 
-    def repack(self, all: bool = False) -> Dict[str, Any]:
+    def repack(self, all: bool = False, recompress: bool = False) -> Dict[str, Any]:
         """Merge small packs into few large ones now (``all``: every pack under the pack size
-        target). Commits already do this past a threshold; safe while others commit."""
-        return json.loads(self._n.repack(all))
+        target; ``recompress``: every pack, recompressing with zstd what puts stored with
+        lz4). Commits already merge small packs past a threshold; safe while others commit."""
+        return json.loads(self._n.repack(all, recompress))
 
     def set_cache_bytes(self, n: Union[int, str]) -> None:
         """Size the chunk cache shared by this repository's readers."""
@@ -477,17 +490,26 @@ class Transaction:
         tags: Optional[Mapping[str, Any]] = None,
         kind: Optional[str] = None,
         dense: bool = False,
+        lossy: Optional[str] = None,
     ) -> StateInfo:
         """Store ``array`` at ``path``, read straight from the caller's buffer (no copy when
         it is C-contiguous and little-endian). ``kind`` is inferred: complex 2^n vectors are
         state vectors, complex 2^n x 2^n matrices density matrices (other complex shapes are
         refused unless ``kind="array"``); real and integer data are arrays. ``dense=True``
-        turns off the sparse and Hermitian encodings. Do not modify the array during the
-        call: the GIL is released while it is read."""
+        turns off the sparse and Hermitian encodings. ``lossy`` stores an approximation of a
+        state vector (see ``Repository.put``). Do not modify the array during the call: the
+        GIL is released while it is read."""
         a = _arrays.to_ndarray(array)
         view, dtype, shape = _arrays.byte_view(a)
         d = self._n.put(
-            path, view, dtype, shape, _arrays.default_kind(kind, a), dense, _arrays.tag_map(tags)
+            path,
+            view,
+            dtype,
+            shape,
+            _arrays.default_kind(kind, a),
+            dense,
+            _arrays.tag_map(tags),
+            lossy,
         )
         return StateInfo._from(d)
 

@@ -39,14 +39,17 @@ class Scratch:
         tags: Optional[Mapping[str, Any]] = None,
         kind: Optional[str] = None,
         dense: bool = False,
+        lossy: Optional[str] = None,
     ) -> "Handle":
         """Store an intermediate state; returns a handle. The state is freed when its last
         handle is released (or garbage collected) unless pinned. Raises ``QuotaExceeded``
-        (nothing stored) past the quota."""
+        (nothing stored) past the quota. ``lossy`` as for ``Repository.put``."""
         a = _arrays.to_ndarray(array)
         view, dtype, shape = _arrays.byte_view(a)
         return Handle(
-            self._n.put(view, dtype, shape, _arrays.default_kind(kind, a), dense, _arrays.tag_map(tags))
+            self._n.put(
+                view, dtype, shape, _arrays.default_kind(kind, a), dense, _arrays.tag_map(tags), lossy
+            )
         )
 
     def usage(self) -> Dict[str, int]:

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use output::{Out, human_bytes, progress_bar};
 use qstore::repo::PutOptions;
+use qstore::state::lossy::LossySpec;
 use qstore::state::npy;
 use qstore::{
     ArrayInfo, CommitOptions, DiffEntry, EncodingChoice, Error, ErrorCategory, KindRequest,
@@ -90,6 +91,10 @@ enum Cmd {
     Repack {
         #[arg(long)]
         all: bool,
+        /// Rewrite every pack, whatever its size, recompressing with zstd the chunks puts
+        /// stored with lz4 (merges of small packs do this on their own).
+        #[arg(long, conflicts_with = "all")]
+        recompress: bool,
     },
     /// Store a state from a .npy file (dense) or a .json file (sparse) and commit it.
     Put(PutArgs),
@@ -111,6 +116,9 @@ enum Cmd {
         prefix: Option<String>,
         #[arg(long = "ref", default_value = "main")]
         reference: String,
+        /// Also the encoded size and, for lossy states, the mode and the fidelity.
+        #[arg(short, long)]
+        long: bool,
     },
     /// Show the commits of a branch, newest first.
     Log {
@@ -325,6 +333,11 @@ enum Cmd {
         /// (renormalising); the probability mass dropped is reported and stored.
         #[arg(long, value_parser = parse_eps)]
         prune_below: Option<f64>,
+        /// Store dense checkpoints lossy with this mode (as `put --lossy`; opt-in): smaller
+        /// checkpoints, but `--resume` continues from the approximation. Sparse checkpoints
+        /// and the final state stay lossless.
+        #[arg(long, value_name = "MODE", value_parser = parse_lossy)]
+        checkpoint_lossy: Option<LossySpec>,
     },
     /// Serve the Docker volume plugin (legacy protocol) on a unix socket; volumes live under
     /// --root and are snapshotted into the repository.
@@ -535,8 +548,17 @@ struct PutArgs {
     /// Store dense even where sparse or Hermitian would be smaller.
     #[arg(long)]
     dense: bool,
+    /// Store an approximation of a state vector (opt-in; lossless by default):
+    /// max-infidelity=E (guaranteed 1 - F <= E, E >= 1e-12), f32, mantissa-bits=K,
+    /// zero-below=EPS, or several joined by commas. The fidelity achieved is stored with it.
+    #[arg(long, value_name = "MODE", value_parser = parse_lossy)]
+    lossy: Option<LossySpec>,
     #[command(flatten)]
     commit: CommitArgs,
+}
+
+fn parse_lossy(s: &str) -> std::result::Result<LossySpec, String> {
+    s.parse::<LossySpec>().map_err(|e| e.to_string())
 }
 
 fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
@@ -765,17 +787,22 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Repack { all } => {
+        Cmd::Repack { all, recompress } => {
             let repo = open(&cli.repo)?;
-            let r = repo.repack(all)?;
+            let r = if recompress {
+                repo.repack_recompress()?
+            } else {
+                repo.repack(all)?
+            };
             out.emit(serde_json::to_value(&r)?, || {
                 format!(
-                    "merged {} packs ({}) into {} ({}); {} objects copied, {} duplicates dropped; {} packs now",
+                    "merged {} packs ({}) into {} ({}); {} objects copied, {} recompressed, {} duplicates dropped; {} packs now",
                     r.packs_merged,
                     human_bytes(r.bytes_merged as u128),
                     r.packs_written,
                     human_bytes(r.bytes_written as u128),
                     r.objects_copied,
+                    r.chunks_recompressed,
                     r.duplicates_dropped,
                     r.packs_after
                 )
@@ -795,7 +822,11 @@ fn run(cli: Cli) -> Result<()> {
             range.as_deref(),
             &out,
         )?,
-        Cmd::Ls { prefix, reference } => {
+        Cmd::Ls {
+            prefix,
+            reference,
+            long,
+        } => {
             let repo = open(&cli.repo)?;
             let commit = repo.resolve(&reference)?;
             let states = repo.list_states(&commit, prefix.as_deref())?;
@@ -807,8 +838,17 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for (p, e) in &states {
+                    let extra = if long {
+                        format!(
+                            " {:>10}  {}",
+                            human_bytes(e.stream_len as u128),
+                            output::lossy_note(e).unwrap_or_else(|| "lossless".into())
+                        )
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{:<40} {:<15} {:<10} {:<9} {:>10}",
+                        "{:<40} {:<15} {:<10} {:<9} {:>10}{extra}",
                         p,
                         e.kind.name(),
                         e.dtype.name(),
@@ -874,14 +914,43 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Diff { a, b } => {
             let repo = open(&cli.repo)?;
             let d = repo.diff(&a, &b)?;
+            // The lossy states on the new side, with the fidelity they were stored at.
+            let lossy = |path: &str| -> Option<String> {
+                let (_, e) = repo.state(&b, path).ok()?;
+                output::lossy_note(&e)
+            };
             if out.json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                let mut v = serde_json::to_value(&d)?;
+                if let Some(items) = v.as_array_mut() {
+                    for (item, e) in items.iter_mut().zip(&d) {
+                        let path = match e {
+                            DiffEntry::Added { path } | DiffEntry::Changed { path, .. } => path,
+                            DiffEntry::Removed { .. } => continue,
+                        };
+                        if let Ok((_, entry)) = repo.state(&b, path)
+                            && let Some(l) = &entry.lossy
+                            && let Some(obj) = item
+                                .as_object_mut()
+                                .and_then(|o| o.values_mut().next())
+                                .and_then(|x| x.as_object_mut())
+                        {
+                            obj.insert("lossy".into(), json!(l.mode));
+                            obj.insert("stored_fidelity".into(), json!(l.fidelity));
+                        }
+                    }
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else if d.is_empty() {
                 println!("no differences");
             } else {
+                let note = |path: &str| {
+                    lossy(path)
+                        .map(|l| format!("  [lossy: {l}]"))
+                        .unwrap_or_default()
+                };
                 for e in &d {
                     match e {
-                        DiffEntry::Added { path } => println!("A  {path}"),
+                        DiffEntry::Added { path } => println!("A  {path}{}", note(path)),
                         DiffEntry::Removed { path } => println!("D  {path}"),
                         DiffEntry::Changed {
                             path,
@@ -895,7 +964,8 @@ fn run(cli: Cli) -> Result<()> {
                                 .unwrap_or_else(|| "n/a".into());
                             let t = if *tags_only { " (tags only)" } else { "" };
                             println!(
-                                "M  {path}  chunks changed {chunks_changed}/{chunks_total}  fidelity {f}{t}"
+                                "M  {path}  chunks changed {chunks_changed}/{chunks_total}  fidelity {f}{t}{}",
+                                note(path)
                             );
                         }
                     }
@@ -993,8 +1063,15 @@ fn run(cli: Cli) -> Result<()> {
             method,
             memory_limit,
             prune_below,
+            checkpoint_lossy,
         } => {
             let method = qstore_sim::Method::from_name(&method).unwrap_or_default();
+            if checkpoint_lossy.is_some() && (density_matrix || trajectories.is_some()) {
+                return Err(UsageError(
+                    "--checkpoint-lossy applies to checkpointed single state-vector runs".into(),
+                )
+                .into());
+            }
             if density_matrix && method == qstore_sim::Method::Sparse {
                 return Err(UsageError(
                     "--density-matrix simulates a dense density matrix: not with --method sparse"
@@ -1095,6 +1172,7 @@ fn run(cli: Cli) -> Result<()> {
                             method,
                             memory_limit,
                             prune_below,
+                            checkpoint_lossy,
                             abort_after,
                         },
                         drain_to.as_deref(),
@@ -1416,6 +1494,8 @@ fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
         },
         tags: args.tags.iter().cloned().collect(),
         progress: None,
+        lossy: args.lossy,
+        best_codecs: false,
     };
     let mut tx = repo.transaction(&args.commit.branch)?;
     let is_json = args.file.extension().is_some_and(|e| e == "json");
@@ -1443,7 +1523,7 @@ fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
                "stats": stats, "seconds": secs}),
         || {
             format!(
-                "stored {} ({} {} {}, {}) in commit {}\n  chunks: {} total, {} new, {} deduplicated, {} zero; {} written",
+                "stored {} ({} {} {}, {}) in commit {}\n  chunks: {} total, {} new, {} deduplicated, {} zero; {} written{}",
                 args.path,
                 entry.kind.name(),
                 entry.dtype.name(),
@@ -1454,7 +1534,10 @@ fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
                 stats.new_chunks,
                 stats.dedup_chunks,
                 stats.zero_chunks,
-                human_bytes(stats.new_stored_bytes as u128)
+                human_bytes(stats.new_stored_bytes as u128),
+                output::lossy_note(&entry)
+                    .map(|l| format!("\n  lossy: {l}"))
+                    .unwrap_or_default()
             )
         },
     );
@@ -1606,6 +1689,9 @@ fn show(
         human_bytes(entry.stream_len as u128),
         reader.manifest().chunks.len()
     );
+    if let Some(l) = output::lossy_note(&entry) {
+        println!("lossy:     {l}");
+    }
     let norm_label = if entry.kind == qstore::StateKind::DensityMatrix {
         "trace"
     } else {

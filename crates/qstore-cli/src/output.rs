@@ -94,6 +94,20 @@ pub fn entry_json(path: &str, e: &StateEntry) -> Value {
         "norm": e.norm,
         "manifest": e.manifest.to_hex(),
         "tags": e.tags,
+        "lossy": e.lossy.as_ref().map(|l| &l.mode),
+        "fidelity": e.lossy.as_ref().map_or(1.0, |l| l.fidelity),
+    })
+}
+
+/// `MODE, fidelity F (1 - F = X)` for a lossy state, `None` for a lossless one.
+pub fn lossy_note(e: &StateEntry) -> Option<String> {
+    e.lossy.as_ref().map(|l| {
+        format!(
+            "{}, fidelity {:.12} (1 - F = {:.3e})",
+            l.mode,
+            l.fidelity,
+            1.0 - l.fidelity
+        )
     })
 }
 

@@ -128,7 +128,8 @@ pub fn run(
             "commit": r.final_commit, "clbits": r.clbits, "drain": drained,
             "method": opts.method.name(), "engine": r.engine, "support": r.support,
             "peak_support": r.peak_support, "switched_to_dense_at": r.switched_at,
-            "pruned_mass": r.pruned_mass,
+            "pruned_mass": r.pruned_mass, "resumed_from_lossy_fidelity": r.resumed_from_lossy,
+            "checkpoint_lossy": opts.checkpoint_lossy.map(|l| l.to_string()),
         }),
         || {
             if r.already_done {
@@ -150,6 +151,11 @@ pub fn run(
                     .unwrap_or_default(),
                 r.wall_seconds
             );
+            if let Some(f) = r.resumed_from_lossy {
+                s += &format!(
+                    "resumed from a lossy checkpoint (fidelity {f:.12}): the result approximates the exact run\n"
+                );
+            }
             s += &format!(
                 "checkpoints: {} ({} written asynchronously), {:.3} s of simulation time, overhead {:.1}%\n",
                 r.checkpoints,

@@ -36,6 +36,16 @@ pub fn entry_dict<'py>(
     }
     d.set_item("manifest", e.manifest.to_hex())?;
     d.set_item("tags", e.tags.clone())?;
+    match &e.lossy {
+        Some(l) => {
+            d.set_item("lossy", l.mode.clone())?;
+            d.set_item("fidelity", l.fidelity)?;
+        }
+        None => {
+            d.set_item("lossy", py.None())?;
+            d.set_item("fidelity", 1.0)?;
+        }
+    }
     Ok(d)
 }
 
@@ -86,7 +96,12 @@ pub fn put_options(
     kind: &str,
     dense: bool,
     tags: BTreeMap<String, String>,
+    lossy: Option<&str>,
 ) -> PyResult<qstore::PutOptions> {
+    let lossy = lossy
+        .map(|m| m.parse::<qstore::state::lossy::LossySpec>())
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?;
     let kind = match kind {
         "auto" => KindRequest::Auto,
         "statevector" => KindRequest::StateVector,
@@ -107,6 +122,8 @@ pub fn put_options(
         },
         tags,
         progress: None,
+        lossy,
+        best_codecs: false,
     })
 }
 
@@ -135,10 +152,11 @@ pub fn dense_put<'py>(
     kind: &str,
     dense: bool,
     tags: BTreeMap<String, String>,
+    lossy: Option<&str>,
 ) -> PyResult<(ArrayInfo, qstore::PutOptions, PyReadonlyArray1<'py, u8>)> {
     Ok((
         array_info(dtype_name, shape)?,
-        put_options(kind, dense, tags)?,
+        put_options(kind, dense, tags, lossy)?,
         readonly(data, "input buffer")?,
     ))
 }

@@ -306,8 +306,18 @@ impl NativeRepository {
     }
 
     /// Merge small packs now (`all`: every pack under the pack size target); report as JSON.
-    fn repack(&self, py: Python<'_>, all: bool) -> PyResult<String> {
-        json(&py.detach(|| self.repo.repack(all)).py_err()?)
+    #[pyo3(signature = (all, recompress=false))]
+    fn repack(&self, py: Python<'_>, all: bool, recompress: bool) -> PyResult<String> {
+        json(
+            &py.detach(|| {
+                if recompress {
+                    self.repo.repack_recompress()
+                } else {
+                    self.repo.repack(all)
+                }
+            })
+            .py_err()?,
+        )
     }
 
     /// Check the repository; report as JSON.
@@ -354,7 +364,7 @@ impl NativeRepository {
     /// Copy `data` (1-D uint8 view) into a staging buffer and commit it to `branch` in the
     /// background; returns once the copy is made.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (branch, path, data, dtype, shape, kind, dense, tags, message, author, metadata))]
+    #[pyo3(signature = (branch, path, data, dtype, shape, kind, dense, tags, message, author, metadata, lossy=None))]
     fn put_async(
         &self,
         py: Python<'_>,
@@ -369,8 +379,9 @@ impl NativeRepository {
         message: String,
         author: String,
         metadata: BTreeMap<String, String>,
+        lossy: Option<&str>,
     ) -> PyResult<NativePending> {
-        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags)?;
+        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags, lossy)?;
         let bytes = slice(&ro, "input buffer")?;
         let commit = CommitOptions {
             message,

@@ -41,7 +41,7 @@ impl NativeScratch {
 
     /// Store a dense array (1-D uint8 view of the caller's buffer); returns a handle.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (data, dtype, shape, kind, dense, tags))]
+    #[pyo3(signature = (data, dtype, shape, kind, dense, tags, lossy=None))]
     fn put(
         &self,
         py: Python<'_>,
@@ -51,8 +51,9 @@ impl NativeScratch {
         kind: &str,
         dense: bool,
         tags: BTreeMap<String, String>,
+        lossy: Option<&str>,
     ) -> PyResult<NativeHandle> {
-        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags)?;
+        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags, lossy)?;
         let bytes = slice(&ro, "input buffer")?;
         let h = py
             .detach(|| {

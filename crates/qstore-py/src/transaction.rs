@@ -51,7 +51,7 @@ fn entry_out<'py>(py: Python<'py>, path: &str, e: &StateEntry) -> PyResult<Bound
 impl NativeTransaction {
     /// Store a dense array given as a 1-D uint8 view of the caller's buffer (no copy).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (path, data, dtype, shape, kind, dense, tags))]
+    #[pyo3(signature = (path, data, dtype, shape, kind, dense, tags, lossy=None))]
     fn put<'py>(
         &self,
         py: Python<'py>,
@@ -62,8 +62,9 @@ impl NativeTransaction {
         kind: &str,
         dense: bool,
         tags: BTreeMap<String, String>,
+        lossy: Option<&str>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags)?;
+        let (info, opts, ro) = dense_put(data, dtype, shape, kind, dense, tags, lossy)?;
         let bytes = slice(&ro, "input buffer")?;
         let e = self.with(py, |tx| tx.put(path, &info, bytes, &opts))?;
         entry_out(py, path, &e)
@@ -85,7 +86,7 @@ impl NativeTransaction {
         tags: BTreeMap<String, String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let dt = self::dtype(dtype)?;
-        let opts = put_options("statevector", false, tags)?;
+        let opts = put_options("statevector", false, tags, None)?;
         let (ri, rv) = (readonly(indices, "indices")?, readonly(values, "values")?);
         let (idx, vals) = (slice(&ri, "indices")?, slice(&rv, "values")?);
         let e = if n_qubits > 64 {

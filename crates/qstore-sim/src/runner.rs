@@ -78,6 +78,10 @@ pub struct RunOptions {
     pub memory_limit: Option<u64>,
     /// Drop amplitudes of magnitude below this (sparse engine), reporting the mass dropped.
     pub prune_below: Option<f64>,
+    /// Store dense checkpoints lossy (opt-in: `--resume` then continues from an
+    /// approximation, whose fidelity is in the checkpoint's entry). Sparse checkpoints and
+    /// the final state stay lossless.
+    pub checkpoint_lossy: Option<qstore::state::lossy::LossySpec>,
     /// Fault injection for tests: abort the process (no clean-up, like `kill -9`) once this
     /// many operations have run.
     pub abort_after: Option<usize>,
@@ -95,6 +99,7 @@ impl Default for RunOptions {
             method: Method::Auto,
             memory_limit: None,
             prune_below: None,
+            checkpoint_lossy: None,
             abort_after: None,
         }
     }
@@ -120,6 +125,9 @@ pub struct RunReport {
     pub gates: usize,
     /// The operation a resumed run started from.
     pub resumed_from: Option<usize>,
+    /// The fidelity of the lossy checkpoint a resumed run started from (the result is then
+    /// approximate); `None` for a lossless one.
+    pub resumed_from_lossy: Option<f64>,
     /// The run had already finished; nothing was simulated.
     pub already_done: bool,
     pub wall_seconds: f64,
@@ -340,6 +348,8 @@ impl<const W: usize> RunState for Hybrid<W> {
 
 struct Resume<S> {
     state: S,
+    /// The fidelity of a lossy checkpoint to the state it approximates.
+    lossy_fidelity: Option<f64>,
     next: usize,
     seed: u64,
     rng: ChaCha8Rng,
@@ -410,6 +420,7 @@ fn latest<S: RunState>(
         // Checkpoints written before the sparse engine existed are dense.
         let engine = c.metadata.get(META_ENGINE).map_or("dense", |s| s.as_str());
         let mut r = repo.reader(&cid, CHECKPOINT_PATH)?;
+        let lossy_fidelity = r.entry().lossy.as_ref().map(|l| l.fidelity);
         let mut state = S::load(&mut r, engine, program.qubits, plan).map_err(|detail| {
             SimError::BadCheckpoint {
                 commit: cid.clone(),
@@ -425,6 +436,7 @@ fn latest<S: RunState>(
             cid,
             Some(Resume {
                 state,
+                lossy_fidelity,
                 next,
                 seed,
                 rng,
@@ -492,6 +504,7 @@ fn run_with<S: RunState>(
             }
             Some((_, Some(r))) => {
                 report.resumed_from = Some(r.next);
+                report.resumed_from_lossy = r.lossy_fidelity;
                 (r.state, r.next, r.rng, r.clbits, r.seed)
             }
         }
@@ -565,7 +578,10 @@ fn run_with<S: RunState>(
                             CHECKPOINT_PATH,
                             &dense_info(dtype),
                             bytes,
-                            PutOptions::default(),
+                            PutOptions {
+                                lossy: opts.checkpoint_lossy,
+                                ..Default::default()
+                            },
                             commit,
                         )?,
                         Instant::now(),

@@ -3,7 +3,7 @@
 //! hashing and the input check. Run with `cargo bench -p qstore`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use qstore::codec::{Codec, decode, encode_auto, encode_with, shuffle, unshuffle};
+use qstore::codec::{Codec, Effort, decode, encode_auto, encode_with, shuffle, unshuffle};
 use qstore::state::input::scan_chunk;
 use qstore::{ArrayInfo, DType, StateKind};
 use std::hint::black_box;
@@ -48,7 +48,7 @@ fn hot(c: &mut Criterion) {
             b.iter(|| unshuffle(black_box(&sh), 8, &mut out))
         });
         g.bench_function(format!("{name}/encode_auto"), |b| {
-            b.iter(|| encode_auto(black_box(&data), 8))
+            b.iter(|| encode_auto(black_box(&data), 8, Effort::Best))
         });
         for codec in [Codec::ShuffleLz4, Codec::ShuffleZstd] {
             let enc = encode_with(codec, &data, 8);

@@ -49,11 +49,26 @@ impl Codec {
 /// is the number of whole `elem`-byte elements; trailing bytes are copied as they are.
 /// Grouping the exponent bytes of floats together lets lz4/zstd find their redundancy.
 pub fn shuffle(src: &[u8], elem: usize, dst: &mut Vec<u8>) {
-    dst.clear();
-    dst.resize(src.len(), 0);
+    // Every byte of `dst` is written below: only its length needs setting.
+    if dst.len() != src.len() {
+        dst.resize(src.len(), 0);
+    }
     let n = src.len() / elem.max(1);
     if elem <= 1 || n == 0 {
         dst.copy_from_slice(src);
+        return;
+    }
+    if elem == 8 {
+        // One sequential read of the elements, eight sequential write streams.
+        let (planes, tail) = dst.split_at_mut(n * 8);
+        let mut p: Vec<&mut [u8]> = planes.chunks_exact_mut(n).collect();
+        for (i, e) in src.chunks_exact(8).enumerate() {
+            let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+            for (b, plane) in p.iter_mut().enumerate() {
+                plane[i] = (v >> (8 * b)) as u8;
+            }
+        }
+        tail.copy_from_slice(&src[n * 8..]);
         return;
     }
     // One pass per byte plane: sequential writes, a strided read the prefetcher follows.
@@ -70,6 +85,18 @@ pub fn unshuffle(src: &[u8], elem: usize, dst: &mut [u8]) {
     let n = src.len() / elem.max(1);
     if elem <= 1 || n == 0 {
         dst.copy_from_slice(src);
+        return;
+    }
+    if elem == 8 {
+        let planes: Vec<&[u8]> = src[..n * 8].chunks_exact(n).collect();
+        for (i, e) in dst.chunks_exact_mut(8).enumerate() {
+            let mut v = 0u64;
+            for (b, plane) in planes.iter().enumerate() {
+                v |= (plane[i] as u64) << (8 * b);
+            }
+            e.copy_from_slice(&v.to_le_bytes());
+        }
+        dst[n * 8..].copy_from_slice(&src[n * 8..]);
         return;
     }
     for (b, plane) in src[..n * elem].chunks_exact(n).enumerate() {
@@ -129,6 +156,17 @@ fn zstd3(raw: &[u8]) -> Option<Vec<u8>> {
     zstd_level(raw, 3)
 }
 
+/// Which codecs [`encode_auto`] tries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Effort {
+    /// lz4, with and without byte shuffle: what a put uses, so that a compressible state is
+    /// written at several GiB/s per core; pack merges and `repack --recompress` later
+    /// recompress such chunks with [`Effort::Best`].
+    Fast,
+    /// lz4 and zstd, with and without byte shuffle.
+    Best,
+}
+
 /// A codec and the byte-shuffle width it is applied with (1: no shuffle).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Choice {
@@ -164,7 +202,7 @@ fn sample(raw: &[u8], elem: usize) -> std::borrow::Cow<'_, [u8]> {
 /// decodes faster. Ranking on a 32 KiB sample costs a few percent of encoding the chunk once;
 /// only the winner then runs on the whole chunk (and the fallback when the winner does not
 /// save enough there).
-fn rank(raw: &[u8], elem: usize) -> Option<(Choice, Option<Choice>)> {
+fn rank(raw: &[u8], elem: usize, effort: Effort) -> Option<(Choice, Option<Choice>)> {
     let s = sample(raw, elem);
     let widths: &[usize] = if elem > 1 { &[elem, 1] } else { &[1] };
     let mut lz: Option<(Choice, usize)> = None;
@@ -177,13 +215,20 @@ fn rank(raw: &[u8], elem: usize) -> Option<(Choice, Option<Choice>)> {
         }
     };
     for &w in widths {
+        let best = effort == Effort::Best;
         let (l, z) = if w > 1 {
             with_scratch(|sh| {
                 shuffle(&s, w, sh);
-                (lz4(sh).len(), zstd1(sh).map(|z| z.len()))
+                (
+                    lz4(sh).len(),
+                    best.then(|| zstd1(sh).map(|z| z.len())).flatten(),
+                )
             })
         } else {
-            (lz4(&s).len(), zstd3(&s).map(|z| z.len()))
+            (
+                lz4(&s).len(),
+                best.then(|| zstd3(&s).map(|z| z.len())).flatten(),
+            )
         };
         keep(
             &mut lz,
@@ -219,11 +264,11 @@ fn rank(raw: &[u8], elem: usize) -> Option<(Choice, Option<Choice>)> {
 
 /// Choose and apply a codec for `raw`, whose scalar components are `elem` bytes wide (see
 /// [`rank`]). Returns `(Choice::RAW, None)` when the raw bytes should be stored as they are.
-pub fn encode_auto(raw: &[u8], elem: usize) -> (Choice, Option<Vec<u8>>) {
+pub fn encode_auto(raw: &[u8], elem: usize, effort: Effort) -> (Choice, Option<Vec<u8>>) {
     if raw.is_empty() {
         return (Choice::RAW, None);
     }
-    match rank(raw, elem) {
+    match rank(raw, elem, effort) {
         Some((first, fallback)) => match (encode_hinted(raw, first), fallback) {
             ((Choice::RAW, _), Some(f)) => encode_hinted(raw, f),
             (done, _) => done,
@@ -292,8 +337,10 @@ pub fn decode(codec: Codec, elem: usize, payload: &[u8], out: &mut [u8]) -> Resu
             Ok(())
         }
         Codec::ShuffleLz4 | Codec::ShuffleZstd => with_scratch(|sh| {
-            sh.clear();
-            sh.resize(out.len(), 0);
+            // Decoding overwrites what it reports; a short result is refused below.
+            if sh.len() != out.len() {
+                sh.resize(out.len(), 0);
+            }
             let n = if codec == Codec::ShuffleLz4 {
                 lz4_flex::block::decompress_into(payload, sh).map_err(|e| format!("lz4: {e}"))?
             } else {
@@ -333,7 +380,7 @@ mod tests {
                     prop_assert_eq!(&out, &data);
                 }
             }
-            let (c, p) = encode_auto(&data, elem);
+            let (c, p) = encode_auto(&data, elem, Effort::Best);
             let mut out = vec![0u8; data.len()];
             match p {
                 Some(p) => decode(c.codec, c.elem, &p, &mut out).unwrap(),
@@ -352,10 +399,11 @@ mod tests {
     #[test]
     fn incompressible_data_is_stored_raw_and_zeros_compress() {
         let noise: Vec<u8> = (0..1 << 20).map(|_| rand::random::<u8>()).collect();
-        assert_eq!(encode_auto(&noise, 8).0, Choice::RAW);
+        assert_eq!(encode_auto(&noise, 8, Effort::Best).0, Choice::RAW);
+        assert_eq!(encode_auto(&noise, 8, Effort::Fast).0, Choice::RAW);
         let mut half = vec![0u8; 1 << 20];
         half[..1 << 19].copy_from_slice(&noise[..1 << 19]);
-        let (c, p) = encode_auto(&half, 8);
+        let (c, p) = encode_auto(&half, 8, Effort::Best);
         assert_ne!(c.codec, Codec::Raw);
         assert!(p.unwrap().len() < 600 << 10);
     }
@@ -368,7 +416,7 @@ mod tests {
         let raw: Vec<u8> = (0..1 << 16)
             .flat_map(|_| set[rand::random::<u32>() as usize % set.len()])
             .collect();
-        let (c, p) = encode_auto(&raw, 8);
+        let (c, p) = encode_auto(&raw, 8, Effort::Best);
         assert_eq!(c.elem, 1, "{c:?}");
         let p = p.unwrap();
         assert!(p.len() < raw.len() / 2);

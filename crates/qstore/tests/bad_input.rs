@@ -382,7 +382,7 @@ fn unknown_format_versions_are_refused() {
     let cfg = root.join("config.json");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("\"format_version\": 2", "\"format_version\": 7");
+        .replace("\"format_version\": 4", "\"format_version\": 7");
     std::fs::write(&cfg, text).unwrap();
     let err = Repository::open(repo.address()).unwrap_err();
     assert!(

@@ -1,6 +1,6 @@
 //! Repositories of format version 1 (a fixture written by the version-1 writer): this build
 //! reads them as they are, refuses to change them, and `Repository::upgrade` rewrites them as
-//! version 2 in place, keeping every commit id, after which they take new commits, gc and
+//! version 4 (the current one) in place, keeping every commit id, after which they take new commits, gc and
 //! fsck like any other; older builds refuse the upgraded repository.
 
 use qstore::{ArrayInfo, CommitOptions, DType, Encoding, Error, GcOptions, PutOptions, Repository};
@@ -130,7 +130,7 @@ fn upgrade_keeps_every_commit_and_the_repository_works_afterwards() {
     let (_d, addr) = fixture();
     let before: Vec<_> = Repository::open(&addr).unwrap().refs().unwrap();
     let report = Repository::upgrade(&addr).unwrap();
-    assert_eq!((report.from_version, report.to_version), (1, 2));
+    assert_eq!((report.from_version, report.to_version), (1, 4));
     assert!(report.changed);
     assert_eq!(report.packs_converted, 5, "{report:?}");
     assert!(uuid_like(&report.repository_id), "{report:?}");
@@ -146,9 +146,9 @@ fn upgrade_keeps_every_commit_and_the_repository_works_afterwards() {
         repo.storage().read_at(&p.key, 0, &mut h).unwrap();
         assert_eq!(h[8], 2, "every pack is version 2");
     }
-    // A version-1 build refuses it: its config now says version 2.
+    // A version-1 build refuses it: its config now says version 4.
     let cfg = std::fs::read_to_string(Path::new(&addr).join("config.json")).unwrap();
-    assert!(cfg.contains("\"format_version\": 2"), "{cfg}");
+    assert!(cfg.contains("\"format_version\": 4"), "{cfg}");
 
     // New commits build on the old trees.
     let mut tx = repo.transaction("exp").unwrap();

@@ -11,15 +11,23 @@
 //! kind and where it was at `init`. Builds that know only version 2 refuse it by number, so
 //! an older binary can never open such a repository without its ref store (and see no refs).
 //! Repositories that keep their refs beside their blobs (local, memory) stay version 2.
+//!
+//! Format version 4 adds the encodings of the codecs work: lossy state entries and the
+//! near-Hermitian layout (tree nodes of version 3, which only such entries need). `ref_store`
+//! is optional in version 4 (the refs may live beside the blobs or outside). This build
+//! creates version 4; it reads and writes versions 2 and 3 with the older encodings only
+//! (so builds that know those versions keep reading them) until `qstore upgrade` rewrites the
+//! config as version 4. Builds that know only versions up to 3 refuse version 4 by number.
 
 use super::manifest::check_chunk_size;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// The repository format version this build writes for repositories that keep their refs
-/// beside their blobs (local directories, memory).
-pub const REPO_FORMAT_VERSION: u32 = 2;
-/// The format version of repositories whose refs live in an external ref store.
+/// The repository format version this build creates (and `upgrade` moves repositories to).
+pub const REPO_FORMAT_VERSION: u32 = 4;
+/// The format version before 4 of repositories that keep their refs beside their blobs.
+pub const LOCAL_REFS_FORMAT_VERSION: u32 = 2;
+/// The format version before 4 of repositories whose refs live in an external ref store.
 pub const SHARED_REFS_FORMAT_VERSION: u32 = 3;
 /// The oldest repository format version this build reads (read-only, until upgraded).
 pub const OLDEST_READABLE_FORMAT: u32 = 1;
@@ -116,9 +124,11 @@ impl RepoConfig {
                     ..Default::default()
                 }
             }
-            REPO_FORMAT_VERSION | SHARED_REFS_FORMAT_VERSION => {
+            LOCAL_REFS_FORMAT_VERSION | SHARED_REFS_FORMAT_VERSION | REPO_FORMAT_VERSION => {
                 let c: RepoConfig = serde_json::from_slice(bytes).map_err(corrupt)?;
-                if c.ref_store.is_some() != (c.format_version == SHARED_REFS_FORMAT_VERSION) {
+                if c.format_version != REPO_FORMAT_VERSION
+                    && c.ref_store.is_some() != (c.format_version == SHARED_REFS_FORMAT_VERSION)
+                {
                     return Err(Error::corrupt(
                         "repository config.json",
                         "ref_store is required in format version 3 and refused in version 2",
@@ -136,7 +146,7 @@ impl RepoConfig {
                 return Err(Error::UnsupportedVersion {
                     what: "repository".into(),
                     version: v,
-                    supported: SHARED_REFS_FORMAT_VERSION,
+                    supported: REPO_FORMAT_VERSION,
                 });
             }
         };
@@ -146,7 +156,13 @@ impl RepoConfig {
 
     /// True for a repository of an older format that this build reads but does not write.
     pub fn read_only(&self) -> bool {
-        self.format_version < REPO_FORMAT_VERSION
+        self.format_version < LOCAL_REFS_FORMAT_VERSION
+    }
+
+    /// True when the repository may hold the encodings of format version 4 (lossy entries,
+    /// the near-Hermitian layout).
+    pub fn has_format_4(&self) -> bool {
+        self.format_version >= REPO_FORMAT_VERSION
     }
 
     /// Check the settings.
@@ -185,6 +201,7 @@ mod tests {
 
     fn v2() -> RepoConfig {
         RepoConfig {
+            format_version: LOCAL_REFS_FORMAT_VERSION,
             repository_id: new_repository_id(),
             ..Default::default()
         }
@@ -212,10 +229,10 @@ mod tests {
         j["refs"] = "etcd://x".into();
         assert!(RepoConfig::decode(j.to_string().as_bytes()).is_err());
         let mut j: serde_json::Value = serde_json::from_slice(&v2().encode()).unwrap();
-        j["format_version"] = 4.into();
+        j["format_version"] = 5.into();
         assert!(matches!(
             RepoConfig::decode(j.to_string().as_bytes()),
-            Err(Error::UnsupportedVersion { version: 4, .. })
+            Err(Error::UnsupportedVersion { version: 5, .. })
         ));
         // Version 3 needs its ref store, version 2 refuses one.
         let mut j: serde_json::Value = serde_json::from_slice(&v2().encode()).unwrap();
@@ -227,6 +244,16 @@ mod tests {
         assert!(!c.read_only());
         j["format_version"] = 2.into();
         assert!(RepoConfig::decode(j.to_string().as_bytes()).is_err());
+        // Version 4 takes a ref store or none.
+        j["format_version"] = 4.into();
+        let c = RepoConfig::decode(j.to_string().as_bytes()).unwrap();
+        assert!(c.has_format_4() && c.ref_store.is_some());
+        j.as_object_mut().unwrap().remove("ref_store");
+        assert!(
+            RepoConfig::decode(j.to_string().as_bytes())
+                .unwrap()
+                .has_format_4()
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl ObjectKind {
     /// The newest format version of this kind that this build reads.
     pub fn newest_version(self) -> u8 {
         match self {
-            ObjectKind::Tree => 2,
+            ObjectKind::Tree => 3,
             ObjectKind::Chunk | ObjectKind::Manifest | ObjectKind::Commit => 1,
         }
     }
@@ -75,18 +75,43 @@ pub trait MetadataObject: Serialize + DeserializeOwned {
     const VERSION: u8;
     /// Structural checks beyond what deserialisation enforces.
     fn validate(&self) -> std::result::Result<(), String>;
+
+    /// The version byte this value is stored with ([`Self::VERSION`] unless a type stores
+    /// values that older builds can read in an older version).
+    fn version(&self) -> u8 {
+        Self::VERSION
+    }
+
+    /// True for the version bytes this build decodes.
+    fn reads(version: u8) -> bool {
+        version == Self::VERSION
+    }
+
+    /// Decode a body of `version` (one [`Self::reads`] accepts), before [`Self::validate`].
+    fn decode_versioned(body: &[u8], version: u8) -> std::result::Result<Self, String> {
+        let _ = version;
+        let (v, rest): (Self, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|e| format!("undecodable body: {e}"))?;
+        if !rest.is_empty() {
+            return Err(format!("{} trailing bytes after the body", rest.len()));
+        }
+        Ok(v)
+    }
 }
 
 /// Serialise a metadata object: returns its id and body.
 pub fn encode_object<T: MetadataObject>(value: &T) -> (ObjectId, Vec<u8>) {
     let body = postcard::to_stdvec(value).expect("serialising into a Vec cannot fail");
-    (ObjectId::of_object(T::KIND as u8, T::VERSION, &body), body)
+    (
+        ObjectId::of_object(T::KIND as u8, value.version(), &body),
+        body,
+    )
 }
 
 /// Decode and check a metadata object body. `id` is verified against the body.
 pub fn decode_object<T: MetadataObject>(id: &ObjectId, version: u8, body: &[u8]) -> Result<T> {
     let what = || format!("{} {}", T::KIND.name(), id.short());
-    if version != T::VERSION {
+    if !T::reads(version) {
         return Err(Error::UnsupportedVersion {
             what: what(),
             version: version as u32,
@@ -99,16 +124,20 @@ pub fn decode_object<T: MetadataObject>(id: &ObjectId, version: u8, body: &[u8])
             "checksum mismatch: the bytes do not hash to the object's id",
         ));
     }
-    decode_body::<T>(body).map_err(|d| Error::corrupt(what(), d))
+    decode_body_versioned::<T>(body, version).map_err(|d| Error::corrupt(what(), d))
 }
 
-/// Decode a body without verifying an id (for property tests and fsck).
+/// Decode a body of the newest version without verifying an id (for property tests).
 pub fn decode_body<T: MetadataObject>(body: &[u8]) -> std::result::Result<T, String> {
-    let (v, rest): (T, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|e| format!("undecodable body: {e}"))?;
-    if !rest.is_empty() {
-        return Err(format!("{} trailing bytes after the body", rest.len()));
-    }
+    decode_body_versioned(body, T::VERSION)
+}
+
+/// Decode and check a body of `version` without verifying an id (for fsck and tests).
+pub fn decode_body_versioned<T: MetadataObject>(
+    body: &[u8],
+    version: u8,
+) -> std::result::Result<T, String> {
+    let v = T::decode_versioned(body, version)?;
     v.validate()?;
     Ok(v)
 }

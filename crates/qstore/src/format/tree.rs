@@ -54,6 +54,68 @@ pub struct StateEntry {
     pub norm: f64,
     /// User tags.
     pub tags: BTreeMap<String, String>,
+    /// Set when the stored amplitudes are a lossy approximation of what was put (format
+    /// version 4; tree nodes holding such an entry are version 3).
+    pub lossy: Option<LossyInfo>,
+}
+
+/// How a lossy state was approximated and how close the stored state is to the input.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct LossyInfo {
+    /// The mode as given, normalised (`max-infidelity=1e-6`, `f32`, `mantissa-bits=10`,
+    /// `zero-below=1e-12`, or several joined by commas).
+    pub mode: String,
+    /// The normalised fidelity |<input|stored>|^2 / (<input|input> <stored|stored>),
+    /// computed over every amplitude when the state was written.
+    pub fidelity: f64,
+}
+
+/// A state entry as tree nodes of version 2 hold it (no lossy information).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+struct StateEntryV2 {
+    kind: StateKind,
+    dtype: DType,
+    qubits: u32,
+    shape: Vec<u64>,
+    encoding: Encoding,
+    manifest: ObjectId,
+    stream_len: u64,
+    nnz: u64,
+    norm: f64,
+    tags: BTreeMap<String, String>,
+}
+
+impl StateEntryV2 {
+    fn of(e: &StateEntry) -> Self {
+        StateEntryV2 {
+            kind: e.kind,
+            dtype: e.dtype,
+            qubits: e.qubits,
+            shape: e.shape.clone(),
+            encoding: e.encoding,
+            manifest: e.manifest,
+            stream_len: e.stream_len,
+            nnz: e.nnz,
+            norm: e.norm,
+            tags: e.tags.clone(),
+        }
+    }
+
+    fn into_current(self) -> StateEntry {
+        StateEntry {
+            kind: self.kind,
+            dtype: self.dtype,
+            qubits: self.qubits,
+            shape: self.shape,
+            encoding: self.encoding,
+            manifest: self.manifest,
+            stream_len: self.stream_len,
+            nnz: self.nnz,
+            norm: self.norm,
+            tags: self.tags,
+            lossy: None,
+        }
+    }
 }
 
 /// Bytes of one basis index in the sparse stream of an `n`-qubit state vector: 8 up to 64
@@ -63,6 +125,12 @@ pub fn index_bytes(qubits: u32) -> usize {
 }
 
 impl StateEntry {
+    /// True when the entry needs format version 4 (tree node version 3) to be stored: a
+    /// lossy state or a near-Hermitian encoding.
+    pub fn needs_format_4(&self) -> bool {
+        self.lossy.is_some() || self.encoding == Encoding::NearHermitian
+    }
+
     /// Number of elements of the dense form (saturating: `u64::MAX` for a wide state).
     pub fn elements(&self) -> u64 {
         if self.is_wide() {
@@ -187,7 +255,24 @@ impl StateEntry {
                 let n = self.shape[0] as u128;
                 n * (n + 1) / 2 * item
             }
+            Encoding::NearHermitian => {
+                if self.kind != StateKind::DensityMatrix {
+                    return Err("near-hermitian encoding is for density matrices".into());
+                }
+                elems * item
+            }
         };
+        if let Some(l) = &self.lossy {
+            if self.kind != StateKind::StateVector {
+                return Err("only state vectors are stored lossy".into());
+            }
+            if !(0.0..=1.0).contains(&l.fidelity) || l.mode.is_empty() || l.mode.len() > 256 {
+                return Err(format!(
+                    "lossy entry with mode {:?} and fidelity {}",
+                    l.mode, l.fidelity
+                ));
+            }
+        }
         if self.stream_len as u128 != expected {
             return Err(format!(
                 "stream length {} does not match the {} encoding (expected {expected})",
@@ -213,6 +298,13 @@ pub enum ItemValue {
     /// A state (in a leaf, level 0).
     State(Box<StateEntry>),
     /// A child node one level down (in an inner node), with the number of states below it.
+    Child { id: ObjectId, states: u64 },
+}
+
+/// [`ItemValue`] as tree nodes of version 2 hold it.
+#[derive(Serialize, Deserialize)]
+enum ItemValueV2 {
+    State(Box<StateEntryV2>),
     Child { id: ObjectId, states: u64 },
 }
 
@@ -269,8 +361,17 @@ struct WireNode<K, V> {
     items: Vec<WireItem<K, V>>,
 }
 
-impl Serialize for TreeNode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl TreeNode {
+    /// True when an entry of this node needs node version 3 (see
+    /// [`StateEntry::needs_format_4`]); other nodes are stored as version 2, which builds
+    /// before format 4 read, so equal contents keep equal ids.
+    fn needs_v3(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(&i.value, ItemValue::State(e) if e.needs_format_4()))
+    }
+
+    fn wire<V>(&self, value: impl Fn(&ItemValue) -> V) -> WireNode<&str, V> {
         let mut prev = "";
         let items = self
             .items
@@ -285,7 +386,7 @@ impl Serialize for TreeNode {
                 WireItem {
                     shared: shared as u32,
                     suffix: &i.key[shared..],
-                    value: &i.value,
+                    value: value(&i.value),
                 }
             })
             .collect();
@@ -293,29 +394,27 @@ impl Serialize for TreeNode {
             level: self.level,
             items,
         }
-        .serialize(s)
     }
-}
 
-impl<'de> Deserialize<'de> for TreeNode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let w = WireNode::<String, ItemValue>::deserialize(d)?;
+    fn from_wire<V>(
+        w: WireNode<String, V>,
+        value: impl Fn(V) -> Result<ItemValue, String>,
+    ) -> Result<Self, String> {
         let mut items: Vec<Item> = Vec::with_capacity(w.items.len().min(MAX_ITEMS));
         for wi in w.items {
             let prev = items.last().map(|i| i.key.as_str()).unwrap_or("");
             let shared = wi.shared as usize;
             if shared > prev.len() || !prev.is_char_boundary(shared) {
-                return Err(D::Error::custom(format!(
+                return Err(format!(
                     "key prefix of {shared} bytes is longer than the previous key"
-                )));
+                ));
             }
             let mut key = String::with_capacity(shared + wi.suffix.len());
             key.push_str(&prev[..shared]);
             key.push_str(&wi.suffix);
             items.push(Item {
                 key,
-                value: wi.value,
+                value: value(wi.value)?,
             });
         }
         Ok(TreeNode {
@@ -325,9 +424,71 @@ impl<'de> Deserialize<'de> for TreeNode {
     }
 }
 
+impl Serialize for TreeNode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.needs_v3() {
+            self.wire(|v| v.clone()).serialize(s)
+        } else {
+            self.wire(|v| match v {
+                ItemValue::State(e) => ItemValueV2::State(Box::new(StateEntryV2::of(e))),
+                ItemValue::Child { id, states } => ItemValueV2::Child {
+                    id: *id,
+                    states: *states,
+                },
+            })
+            .serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TreeNode {
+    /// Reads the version-3 layout; [`MetadataObject::decode_versioned`] reads both.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = WireNode::<String, ItemValue>::deserialize(d)?;
+        TreeNode::from_wire(w, Ok).map_err(D::Error::custom)
+    }
+}
+
 impl MetadataObject for TreeNode {
     const KIND: ObjectKind = ObjectKind::Tree;
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
+
+    fn version(&self) -> u8 {
+        if self.needs_v3() { 3 } else { 2 }
+    }
+
+    fn reads(version: u8) -> bool {
+        matches!(version, 2 | 3)
+    }
+
+    fn decode_versioned(body: &[u8], version: u8) -> Result<Self, String> {
+        let node = if version == 2 {
+            let (w, rest): (WireNode<String, ItemValueV2>, &[u8]) =
+                postcard::take_from_bytes(body).map_err(|e| format!("undecodable body: {e}"))?;
+            if !rest.is_empty() {
+                return Err(format!("{} trailing bytes after the body", rest.len()));
+            }
+            TreeNode::from_wire(w, |v| match v {
+                ItemValueV2::State(e) if e.encoding == Encoding::NearHermitian => {
+                    Err("a near-hermitian entry in a version-2 node".into())
+                }
+                ItemValueV2::State(e) => Ok(ItemValue::State(Box::new(e.into_current()))),
+                ItemValueV2::Child { id, states } => Ok(ItemValue::Child { id, states }),
+            })?
+        } else {
+            let (n, rest): (TreeNode, &[u8]) =
+                postcard::take_from_bytes(body).map_err(|e| format!("undecodable body: {e}"))?;
+            if !rest.is_empty() {
+                return Err(format!("{} trailing bytes after the body", rest.len()));
+            }
+            if !n.needs_v3() {
+                return Err("a version-3 node without a format-4 entry".into());
+            }
+            n
+        };
+        Ok(node)
+    }
 
     fn validate(&self) -> Result<(), String> {
         if self.level > MAX_LEVEL {
@@ -370,7 +531,7 @@ impl MetadataObject for TreeNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{decode_body, encode_object};
+    use crate::format::{decode_body, decode_body_versioned, encode_object};
     use proptest::prelude::*;
 
     fn entry(n: u64) -> StateEntry {
@@ -385,6 +546,7 @@ mod tests {
             nnz: 0,
             norm: 1.0,
             tags: BTreeMap::new(),
+            lossy: None,
         }
     }
 
@@ -392,6 +554,7 @@ mod tests {
         #[test]
         fn node_decoder_never_panics(b in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_body::<TreeNode>(&b);
+            let _ = decode_body_versioned::<TreeNode>(&b, 2);
         }
 
         #[test]
@@ -401,7 +564,7 @@ mod tests {
                 items: keys.iter().enumerate().map(|(i, k)| Item { key: k.clone(), value: ItemValue::State(Box::new(entry(i as u64))) }).take(MAX_ITEMS).collect(),
             };
             let (_, body) = encode_object(&node);
-            prop_assert_eq!(decode_body::<TreeNode>(&body).unwrap(), node);
+            prop_assert_eq!(decode_body_versioned::<TreeNode>(&body, node.version()).unwrap(), node);
         }
     }
 
@@ -418,7 +581,7 @@ mod tests {
         // level, item count, then the first item's shared-prefix varint.
         assert_eq!(body[2], 0);
         body[2] = 5;
-        assert!(decode_body::<TreeNode>(&body).is_err());
+        assert!(decode_body_versioned::<TreeNode>(&body, 2).is_err());
     }
 
     #[test]
@@ -434,6 +597,7 @@ mod tests {
             nnz: 2,
             norm: 1.0,
             tags: BTreeMap::new(),
+            lossy: None,
         };
         assert_eq!(e.index_bytes(), 16);
         e.validate().unwrap();
@@ -445,6 +609,35 @@ mod tests {
         assert_eq!(index_bytes(64), 8);
         assert_eq!(index_bytes(65), 16);
         assert_eq!(index_bytes(1024), 128);
+    }
+
+    #[test]
+    fn nodes_with_format_4_entries_are_version_3_and_others_version_2() {
+        let plain = TreeNode {
+            level: 0,
+            items: vec![Item {
+                key: "a".into(),
+                value: ItemValue::State(Box::new(entry(1))),
+            }],
+        };
+        assert_eq!(plain.version(), 2);
+        let mut lossy = plain.clone();
+        let ItemValue::State(e) = &mut lossy.items[0].value else {
+            unreachable!()
+        };
+        e.lossy = Some(LossyInfo {
+            mode: "f32".into(),
+            fidelity: 0.999,
+        });
+        assert_eq!(lossy.version(), 3);
+        let (id2, b2) = encode_object(&plain);
+        let (id3, b3) = encode_object(&lossy);
+        assert_ne!(id2, id3);
+        assert_eq!(decode_body_versioned::<TreeNode>(&b2, 2).unwrap(), plain);
+        assert_eq!(decode_body_versioned::<TreeNode>(&b3, 3).unwrap(), lossy);
+        // Each layout is refused under the other version number.
+        assert!(decode_body_versioned::<TreeNode>(&b3, 2).is_err());
+        assert!(decode_body_versioned::<TreeNode>(&b2, 3).is_err());
     }
 
     #[test]

@@ -46,6 +46,7 @@ impl LegacyStateEntry {
             nnz: self.nnz,
             norm: self.norm,
             tags: self.tags,
+            lossy: None,
         };
         e.validate()?;
         Ok(e)

@@ -12,6 +12,12 @@
 //! and `gc` merge every pack smaller than `merge_pack_bytes` at once, `repack --all` every
 //! pack smaller than the pack size target.
 //!
+//! Puts compress with the fast codecs only (lz4, see [`crate::codec::Effort`]); every merge
+//! recompresses the lz4 chunks it copies with zstd where that saves at least 3%, so a
+//! repository reaches zstd's sizes as its packs merge: automatically for the small packs of
+//! many commits, and through `qstore repack` / `gc` (small packs), `repack --all` (packs
+//! below the pack target) or `repack --recompress` (every pack) for large states.
+//!
 //! A merge copies, then deletes: every record of the source packs (live or not, one copy of
 //! each id) is appended verbatim to new packs, which are made durable; only then are the
 //! sources deleted. A crash at any point leaves every object in at least one complete pack,
@@ -24,8 +30,10 @@
 
 use super::Repository;
 use super::index::pack_id_of_key;
+use crate::codec::{Codec, Effort, decode, encode_auto};
 use crate::coord::{Lock, LockMode, MERGE_LOCK};
 use crate::error::{Error, Result};
+use crate::format::ObjectKind;
 use crate::format::pack::{PackWriter, check_header, read_index};
 use crate::format::record::{RECORD_HEADER_LEN, RecordHeader};
 use crate::id::{ObjectId, PackId};
@@ -51,6 +59,40 @@ pub struct MergeReport {
     pub bytes_written: u64,
     /// Packs present after.
     pub packs_after: u64,
+    /// Chunks a put stored with lz4 that were recompressed with zstd on the way.
+    pub chunks_recompressed: u64,
+}
+
+/// Records read and recompressed together while merging.
+const RECOMPRESS_WINDOW: usize = 32;
+
+/// A chunk record stored with the fast codec (lz4) re-encoded with every codec
+/// ([`Effort::Best`]): the new header and payload when that saves at least 3% of the stored
+/// bytes, `None` otherwise (and for every other record, copied as it is). The chunk id is
+/// the hash of the raw bytes, so it does not change; manifests name chunks by id and find
+/// them wherever they now live. A payload that does not decode is copied as it is, for
+/// `fsck` to report.
+fn recompress(h: &RecordHeader, payload: &[u8]) -> Option<(RecordHeader, Vec<u8>)> {
+    if h.kind != ObjectKind::Chunk || h.codec != Codec::ShuffleLz4 {
+        return None;
+    }
+    let mut raw = vec![0u8; usize::try_from(h.raw_len).ok()?];
+    decode(h.codec, h.elem as usize, payload, &mut raw).ok()?;
+    let width = if h.elem > 1 { h.elem as usize } else { 8 };
+    let (choice, enc) = encode_auto(&raw, width, Effort::Best);
+    let enc = enc?;
+    if choice.codec == Codec::ShuffleLz4 || enc.len() as f64 > payload.len() as f64 * 0.97 {
+        return None;
+    }
+    Some((
+        RecordHeader {
+            codec: choice.codec,
+            elem: choice.elem as u8,
+            payload_len: enc.len() as u64,
+            ..*h
+        },
+        enc,
+    ))
 }
 
 /// Packs small enough to read whole while merging.
@@ -175,6 +217,22 @@ impl Repository {
         self.repack_locked(all)
     }
 
+    /// Rewrite every pack, whatever its size, recompressing every chunk a put stored with
+    /// the fast codecs (`qstore repack --recompress`). Waits for a running merge or gc.
+    pub fn repack_recompress(&self) -> Result<MergeReport> {
+        self.check_writable()?;
+        let _gc = self.gc_lock(false)?;
+        let _merge = loop {
+            match self.try_merge_lock()? {
+                Some(g) => break g,
+                None => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        };
+        let (before, mut c) = self.merge_candidates(u64::MAX)?;
+        c.sort_by_key(|p| p.size);
+        self.merge_packs(before, &c)
+    }
+
     /// [`Repository::repack`] for a caller that holds the gc lock (gc itself).
     pub(crate) fn repack_locked(&self, all: bool) -> Result<MergeReport> {
         let cfg = self.config();
@@ -233,45 +291,70 @@ impl Repository {
             } else {
                 None
             };
-            for e in &entries {
-                if !seen.insert(e.id) {
-                    report.duplicates_dropped += 1;
-                    continue;
-                }
-                let len = RECORD_HEADER_LEN + e.payload_len as usize;
-                let owned;
-                let rec: &[u8] = match &whole {
-                    Some(b) => {
-                        let start = e.offset as usize;
-                        b.get(start..start + len).ok_or_else(|| {
-                            Error::corrupt(format!("pack {}", src.id), "record past the end")
-                        })?
+            // Records in windows: read in order, recompressed in parallel, appended in order.
+            let fresh: Vec<_> = entries
+                .iter()
+                .filter(|e| {
+                    let new = seen.insert(e.id);
+                    if !new {
+                        report.duplicates_dropped += 1;
                     }
-                    None => {
-                        let mut buf = vec![0u8; len];
-                        self.storage().read_at(&key, e.offset, &mut buf)?;
-                        owned = buf;
-                        &owned
+                    new
+                })
+                .collect();
+            for window in fresh.chunks(RECOMPRESS_WINDOW) {
+                let mut recs = Vec::with_capacity(window.len());
+                for e in window {
+                    let len = RECORD_HEADER_LEN + e.payload_len as usize;
+                    let rec: Vec<u8> = match &whole {
+                        Some(b) => {
+                            let start = e.offset as usize;
+                            b.get(start..start + len)
+                                .ok_or_else(|| {
+                                    Error::corrupt(
+                                        format!("pack {}", src.id),
+                                        "record past the end",
+                                    )
+                                })?
+                                .to_vec()
+                        }
+                        None => {
+                            let mut buf = vec![0u8; len];
+                            self.storage().read_at(&key, e.offset, &mut buf)?;
+                            buf
+                        }
+                    };
+                    let h = RecordHeader::decode(&rec[..RECORD_HEADER_LEN])
+                        .map_err(|d| Error::corrupt(format!("pack {}", src.id), d))?;
+                    if h.id != e.id || h.payload_len != e.payload_len {
+                        return Err(Error::corrupt(
+                            format!("pack {}", src.id),
+                            "index and record disagree",
+                        ));
                     }
-                };
-                let h = RecordHeader::decode(&rec[..RECORD_HEADER_LEN])
-                    .map_err(|d| Error::corrupt(format!("pack {}", src.id), d))?;
-                if h.id != e.id || h.payload_len != e.payload_len {
-                    return Err(Error::corrupt(
-                        format!("pack {}", src.id),
-                        "index and record disagree",
-                    ));
+                    recs.push((h, rec));
                 }
-                if writer.is_none() {
-                    writer = Some(PackWriter::create(self.storage())?);
-                }
-                let w = writer.as_mut().expect("just created");
-                w.append(&h, &rec[RECORD_HEADER_LEN..])?;
-                report.objects_copied += 1;
-                if w.len() >= target
-                    && let Some(full) = writer.take()
-                {
-                    finished.push(full.finish()?);
+                let recs = crate::par::map(recs, |(h, rec)| {
+                    match recompress(&h, &rec[RECORD_HEADER_LEN..]) {
+                        Some((h2, payload)) => (h2, payload, true),
+                        None => (h, rec[RECORD_HEADER_LEN..].to_vec(), false),
+                    }
+                });
+                for (h, payload, changed) in recs {
+                    if changed {
+                        report.chunks_recompressed += 1;
+                    }
+                    if writer.is_none() {
+                        writer = Some(PackWriter::create(self.storage())?);
+                    }
+                    let w = writer.as_mut().expect("just created");
+                    w.append(&h, &payload)?;
+                    report.objects_copied += 1;
+                    if w.len() >= target
+                        && let Some(full) = writer.take()
+                    {
+                        finished.push(full.finish()?);
+                    }
                 }
             }
             merged.push(*src);

@@ -47,9 +47,7 @@ use crate::coord::{Coordination, GC_LOCK, Lock, LockMode, SHALLOW_DOC};
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
 use crate::format::commit::Commit;
-use crate::format::config::{
-    CONFIG_KEY, RefStoreInfo, RepoConfig, SHARED_REFS_FORMAT_VERSION, new_repository_id,
-};
+use crate::format::config::{CONFIG_KEY, RefStoreInfo, RepoConfig, new_repository_id};
 use crate::format::tree::StateEntry;
 use crate::id::ObjectId;
 use crate::path::{RefName, StatePath};
@@ -283,7 +281,6 @@ impl Repository {
             config.repository_id = new_repository_id();
         }
         if !refs_beside_blobs(coord.kind()) {
-            config.format_version = SHARED_REFS_FORMAT_VERSION;
             config.ref_store = Some(RefStoreInfo {
                 kind: coord.kind().into(),
                 created_with: coord.describe(),

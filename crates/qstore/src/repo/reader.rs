@@ -12,7 +12,7 @@ use crate::format::manifest::Manifest;
 use crate::format::tree::StateEntry;
 use crate::state::analysis::{Marginals, Overlap, TopK};
 use crate::state::dtype::{Encoding, StateKind};
-use crate::state::hermitian::{mirror, upper_offset};
+use crate::state::hermitian::{apply_residual, mirror, residual_offset, upper_offset};
 use crate::state::input::all_zero;
 use crate::state::sparse::{WideSparse, cmp_wide, decode_wide};
 use rayon::prelude::*;
@@ -263,7 +263,9 @@ impl StateReader {
         match self.entry.encoding {
             Encoding::Dense => self.read_stream(start * item, out),
             Encoding::Sparse => self.read_sparse_range(start, stop, out),
-            Encoding::Hermitian => self.read_hermitian_range(start, stop, out),
+            Encoding::Hermitian | Encoding::NearHermitian => {
+                self.read_hermitian_range(start, stop, out)
+            }
         }
     }
 
@@ -366,6 +368,20 @@ impl StateReader {
                         &src[k * item as usize..(k + 1) * item as usize],
                         &mut buf[at..at + item as usize],
                     );
+                }
+            }
+            if self.entry.encoding == Encoding::NearHermitian {
+                // The residuals of rows b0..b1 follow each other in the stream.
+                let first = residual_offset(n, b0, 0);
+                let count = residual_offset(n, b1, 0) - first;
+                let mut res = vec![0u8; (count * item) as usize];
+                self.read_stream(first * item, &mut res)?;
+                let mut o = 0usize;
+                for i in b0..b1 {
+                    let len = (i * item) as usize;
+                    let at = ((i - b0) * row) as usize;
+                    apply_residual(dtype, &mut buf[at..at + len], &res[o..o + len]);
+                    o += len;
                 }
             }
             // Copy the part of this block that lies in start..stop.
@@ -505,7 +521,7 @@ impl StateReader {
                 let mut v = vec![0u8; item as usize];
                 for i in 0..n {
                     let off = match enc {
-                        Encoding::Hermitian => upper_offset(n, i, i),
+                        Encoding::Hermitian | Encoding::NearHermitian => upper_offset(n, i, i),
                         _ => i * n + i,
                     };
                     self.read_stream(off * item, &mut v)?;

@@ -448,6 +448,10 @@ impl ChunkStore for ScratchStore<'_> {
         self.inner.repo.config().chunk_size
     }
 
+    fn has_format_4(&self) -> bool {
+        self.inner.repo.config().has_format_4()
+    }
+
     fn lookup(&self, id: &ObjectId) -> Option<(Location, Codec)> {
         let st = self.inner.lock();
         st.chunks.get(id).map(|c| {

@@ -807,6 +807,7 @@ mod tests {
             nnz: 0,
             norm: 1.0,
             tags: Default::default(),
+            lossy: None,
         }
     }
 

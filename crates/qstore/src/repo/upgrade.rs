@@ -1,4 +1,9 @@
-//! [`Repository::upgrade`]: rewrites a repository of format version 1 as version 2, in place.
+//! [`Repository::upgrade`]: moves a repository to the current format version (4), in place.
+//!
+//! From version 2 or 3 it rewrites `config.json` only (same repository id and ref store):
+//! nothing stored changes, and from then on this build may write the encodings of version 4
+//! (lossy entries, the near-Hermitian layout), which older builds refuse by the version
+//! number. From version 1 it does the following (ending at version 4 in the same way):
 //!
 //! 1. Take the gc lock exclusively, so no writer of either version is inside a transaction
 //!    (version-1 builds take the same lock).
@@ -42,10 +47,14 @@ impl Repository {
         let old = Repository::open(address)?;
         let from = old.config().format_version;
         let lock = old.gc_lock(true)?;
-        let repo = if old.config().read_only() {
+        let repo = if from < REPO_FORMAT_VERSION {
             let cfg = RepoConfig {
                 format_version: REPO_FORMAT_VERSION,
-                repository_id: new_repository_id(),
+                repository_id: if old.config().read_only() {
+                    new_repository_id()
+                } else {
+                    old.config().repository_id.clone()
+                },
                 ..old.config().clone()
             };
             old.storage()

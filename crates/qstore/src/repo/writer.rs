@@ -6,7 +6,7 @@
 //! stays bounded to a few chunks per worker.
 
 use super::Repository;
-use crate::codec::{Choice, Codec, encode_auto, encode_hinted, encode_with};
+use crate::codec::{Choice, Codec, Effort, encode_auto, encode_hinted, encode_with};
 use crate::error::Error;
 use crate::error::Result;
 use crate::format::manifest::{ChunkRef, Manifest};
@@ -60,6 +60,8 @@ pub trait ChunkStore {
     fn lookup(&self, id: &ObjectId) -> Option<(Location, Codec)>;
     /// Store one chunk record; returns where it lives.
     fn store(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location>;
+    /// True when the repository takes the encodings of format version 4.
+    fn has_format_4(&self) -> bool;
 }
 
 impl ChunkStore for ObjectWriter {
@@ -73,6 +75,10 @@ impl ChunkStore for ObjectWriter {
 
     fn store(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<Location> {
         self.append(header, payload)
+    }
+
+    fn has_format_4(&self) -> bool {
+        self.repo.config().has_format_4()
     }
 }
 
@@ -189,11 +195,11 @@ impl ObjectWriter {
         {
             return Ok(id);
         }
-        let (choice, payload) = encode_auto(&body, 1);
+        let (choice, payload) = encode_auto(&body, 1, Effort::Best);
         let payload = payload.unwrap_or_else(|| encode_with(Codec::Raw, &body, 1));
         let header = RecordHeader {
             kind: T::KIND,
-            version: T::VERSION,
+            version: obj.version(),
             codec: choice.codec,
             elem: choice.elem as u8,
             raw_len: body.len() as u64,
@@ -201,7 +207,8 @@ impl ObjectWriter {
             id,
         };
         self.append(&header, &payload)?;
-        self.repo.remember_written(id, T::KIND, T::VERSION, &body);
+        self.repo
+            .remember_written(id, T::KIND, obj.version(), &body);
         Ok(id)
     }
 
@@ -223,7 +230,8 @@ pub struct ChunkSink<'w> {
     elem: usize,
     chunk_size: usize,
     cur: Vec<u8>,
-    pending: Vec<Vec<u8>>,
+    /// Chunks of the current batch, with their ids when the caller hashed them already.
+    pending: Vec<(Vec<u8>, Option<Option<ObjectId>>)>,
     batch: usize,
     chunks: Vec<ChunkRef>,
     stream_len: u64,
@@ -236,6 +244,13 @@ pub struct ChunkSink<'w> {
     /// Chunk buffers of processed batches, reused so a put does not fault in fresh memory
     /// for every chunk.
     free: Vec<Vec<u8>>,
+    /// Try every codec (zstd included) instead of the fast ones.
+    best: bool,
+}
+
+/// The id of a chunk, `None` for an all-zero chunk (stored as a marker).
+pub fn chunk_id(chunk: &[u8]) -> Option<ObjectId> {
+    (!all_zero(chunk)).then(|| ObjectId::of_chunk(chunk))
 }
 
 /// Batches encoded with the hinted codec between two full probes.
@@ -263,7 +278,13 @@ impl<'w> ChunkSink<'w> {
             hint: None,
             batches_since_probe: 0,
             free: Vec::new(),
+            best: false,
         }
+    }
+
+    /// Compress with every codec (zstd included) instead of the fast ones (lz4, raw).
+    pub fn set_best_codecs(&mut self, best: bool) {
+        self.best = best;
     }
 
     /// The chunk size in bytes.
@@ -288,11 +309,12 @@ impl<'w> ChunkSink<'w> {
         Ok(())
     }
 
-    /// A zeroed buffer of `len` bytes, reusing one from an earlier batch when possible.
+    /// A buffer of `len` bytes to be overwritten by the caller (not necessarily zeroed),
+    /// reusing one from an earlier batch when possible.
     pub fn buffer(&mut self, len: usize) -> Vec<u8> {
         match self.free.pop() {
             Some(mut b) => {
-                b.clear();
+                // Callers overwrite the whole buffer; keep what it held instead of zeroing.
                 b.resize(len, 0);
                 b
             }
@@ -308,8 +330,14 @@ impl<'w> ChunkSink<'w> {
     /// Append one whole chunk (exactly the chunk size, or shorter as the last one). Only
     /// valid when no partial chunk is buffered.
     pub fn push_chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
+        self.push_hashed(chunk, None)
+    }
+
+    /// [`Self::push_chunk`] of a chunk whose id the caller computed ([`chunk_id`]), so
+    /// hashing can share a parallel pass with the caller's own work on the chunk.
+    pub fn push_hashed(&mut self, chunk: Vec<u8>, id: Option<Option<ObjectId>>) -> Result<()> {
         debug_assert!(self.cur.is_empty() && chunk.len() <= self.chunk_size);
-        self.pending.push(chunk);
+        self.pending.push((chunk, id));
         if self.pending.len() >= self.batch {
             self.flush_batch()?;
         }
@@ -321,9 +349,13 @@ impl<'w> ChunkSink<'w> {
         if pending.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Option<ObjectId>> = crate::par::map(pending.iter().collect(), |c| {
-            (!all_zero(c)).then(|| ObjectId::of_chunk(c))
-        });
+        let (pending, known): (Vec<Vec<u8>>, Vec<Option<Option<ObjectId>>>) =
+            pending.into_iter().unzip();
+        let ids: Vec<Option<ObjectId>> = if known.iter().all(|k| k.is_some()) {
+            known.into_iter().flatten().collect()
+        } else {
+            crate::par::map(pending.iter().collect(), |c| chunk_id(c))
+        };
         let mut seen = HashSet::new();
         let need: Vec<bool> = ids
             .iter()
@@ -333,6 +365,11 @@ impl<'w> ChunkSink<'w> {
             })
             .collect();
         let elem = self.elem;
+        let effort = if self.best {
+            Effort::Best
+        } else {
+            Effort::Fast
+        };
         // Probe every chunk of a batch now and then; in between, use the codec the probes
         // chose, so incompressible states skip compression and compressible ones skip
         // trying every codec.
@@ -347,7 +384,7 @@ impl<'w> ChunkSink<'w> {
             crate::par::map(pending.iter().zip(need.iter()).collect(), |(c, &n)| {
                 n.then(|| match hint {
                     Some(h) => encode_hinted(c, h),
-                    None => encode_auto(c, elem),
+                    None => encode_auto(c, elem, effort),
                 })
             });
         if hint.is_none() {
@@ -420,7 +457,7 @@ impl<'w> ChunkSink<'w> {
     pub fn finish(mut self) -> Result<(Manifest, PutStats)> {
         if !self.cur.is_empty() {
             let last = std::mem::take(&mut self.cur);
-            self.pending.push(last);
+            self.pending.push((last, None));
         }
         self.flush_batch()?;
         let manifest = Manifest {

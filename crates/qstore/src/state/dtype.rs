@@ -174,15 +174,20 @@ pub enum Encoding {
     Sparse,
     /// Rows of the upper triangle of a Hermitian matrix, diagonal included.
     Hermitian,
+    /// A density matrix that is Hermitian up to rounding: the [`Encoding::Hermitian`] stream,
+    /// then for every element below the diagonal (row by row) the exact difference of its
+    /// bit pattern from the mirror of its partner (`state::hermitian`). Format version 4.
+    NearHermitian,
 }
 
 impl Encoding {
-    /// `dense`, `sparse` or `hermitian`.
+    /// `dense`, `sparse`, `hermitian` or `near-hermitian`.
     pub fn name(self) -> &'static str {
         match self {
             Encoding::Dense => "dense",
             Encoding::Sparse => "sparse",
             Encoding::Hermitian => "hermitian",
+            Encoding::NearHermitian => "near-hermitian",
         }
     }
 }
