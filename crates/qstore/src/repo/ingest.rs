@@ -296,7 +296,10 @@ fn ingest_matrix(
         }
     }
     if near {
-        // The residuals, in blocks of rows of about 16 MiB.
+        // The residuals, in blocks of rows of about 16 MiB: small integers, which only an
+        // entropy coder (zstd) squeezes well, so these are compressed with every codec.
+        sink.reprobe();
+        sink.set_best_codecs(true);
         let mut r0 = 1;
         while r0 < n {
             let mut r1 = r0 + 1;

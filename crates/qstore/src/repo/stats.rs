@@ -127,7 +127,15 @@ impl Repository {
             s.encoded_bytes += encoded_of.get(m).copied().unwrap_or(0);
         }
         s.unique_chunk_bytes = unique.values().map(|v| v.0).sum();
-        s.stored_chunk_bytes = unique.values().map(|v| v.1).sum();
+        // Stored sizes as the chunks are now (a merge may have recompressed them since the
+        // manifest recorded its location hint).
+        {
+            let idx = self.inner.index.read().unwrap_or_else(|e| e.into_inner());
+            s.stored_chunk_bytes = unique
+                .iter()
+                .map(|(id, v)| idx.get(id).map_or(v.1, |o| o.entry.payload_len))
+                .sum();
+        }
         let packs = self.storage().list("packs/")?;
         s.packs = packs.len() as u64;
         s.pack_bytes = packs.iter().map(|b| b.size).sum();

@@ -287,6 +287,12 @@ impl<'w> ChunkSink<'w> {
         self.best = best;
     }
 
+    /// Forget the codec earlier chunks chose: the bytes that follow are of another kind
+    /// (the residuals after the triangle of a near-Hermitian stream).
+    pub fn reprobe(&mut self) {
+        self.hint = None;
+    }
+
     /// The chunk size in bytes.
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
