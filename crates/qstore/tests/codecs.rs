@@ -201,7 +201,11 @@ fn near_hermitian(dim: usize, seed: u64) -> Vec<f64> {
                     f64::from_bits(f.to_bits().wrapping_add(k % 7).wrapping_sub(3))
                 }
             };
-            v[2 * (i * dim + j)] = if x % 11 == 0 { -0.0 } else { jitter(re, x) };
+            v[2 * (i * dim + j)] = if x.is_multiple_of(11) {
+                -0.0
+            } else {
+                jitter(re, x)
+            };
             v[2 * (i * dim + j) + 1] = jitter(0.0 - im, x >> 8);
         }
     }
