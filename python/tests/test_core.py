@@ -321,7 +321,7 @@ def test_many_small_commits_stay_few_files_and_repack(repo):
         v[0], v[1 + k % 15] = 1, 1e-3 * (k + 1)
         repo.put(f"traj/t{k:03}", v)
     s = repo.stats()
-    assert s["format_version"] == 2 and len(s["repository_id"]) == 36
+    assert s["format_version"] == 4 and len(s["repository_id"]) == 36
     assert s["files"] < 40 and s["packs"] < 20, s
     r = repo.repack()
     assert r["packs_after"] <= 2, r

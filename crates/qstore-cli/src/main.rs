@@ -929,10 +929,7 @@ fn run(cli: Cli) -> Result<()> {
                         };
                         if let Ok((_, entry)) = repo.state(&b, path)
                             && let Some(l) = &entry.lossy
-                            && let Some(obj) = item
-                                .as_object_mut()
-                                .and_then(|o| o.values_mut().next())
-                                .and_then(|x| x.as_object_mut())
+                            && let Some(obj) = item.as_object_mut()
                         {
                             obj.insert("lossy".into(), json!(l.mode));
                             obj.insert("stored_fidelity".into(), json!(l.fidelity));

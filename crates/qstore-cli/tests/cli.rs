@@ -435,3 +435,93 @@ fn bench_runs_and_reports_every_row_against_its_baseline() {
         "the bench cleans up after itself"
     );
 }
+
+#[test]
+fn lossy_puts_show_their_fidelity_everywhere_and_coexist_with_lossless_ones() {
+    let e = env();
+    ok(&e.repo, &["init", e.repo.to_str().unwrap()]);
+    // A normalised 12-qubit state.
+    let raw = amplitudes(12, 9);
+    let vals: Vec<f64> = raw
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let norm = vals.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let data: Vec<u8> = vals.iter().flat_map(|v| (v / norm).to_le_bytes()).collect();
+    let npy = e.root.join("psi.npy");
+    write_npy(&npy, DType::Complex128, &[1 << 12], &data);
+    let f = npy.to_str().unwrap();
+    ok(&e.repo, &["put", "psi/exact", f, "-m", "exact"]);
+    ok(&e.repo, &["tag", "base", "main"]);
+    let put = ok(
+        &e.repo,
+        &[
+            "put",
+            "psi/e6",
+            f,
+            "--lossy",
+            "max-infidelity=1e-6",
+            "-m",
+            "lossy",
+        ],
+    );
+    assert!(
+        put.contains("lossy: max-infidelity=1e-6, fidelity 0.99999"),
+        "{put}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &e.repo,
+        &["--json", "put", "psi/f32", f, "--lossy", "f32"],
+    ))
+    .unwrap();
+    assert_eq!(v["state"]["lossy"], "f32");
+    let fid = v["state"]["fidelity"].as_f64().unwrap();
+    assert!(fid < 1.0 && 1.0 - fid < 1e-12, "{fid}");
+    // show, ls --long, diff and the JSON forms all carry the mode and the fidelity.
+    let show = ok(&e.repo, &["show", "psi/e6"]);
+    assert!(
+        show.contains("lossy:     max-infidelity=1e-6, fidelity"),
+        "{show}"
+    );
+    let ls = ok(&e.repo, &["ls", "--long", "psi"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("psi/exact") && l.ends_with("lossless")),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("psi/f32") && l.contains("f32, fidelity")),
+        "{ls}"
+    );
+    let diff = ok(&e.repo, &["diff", "base", "main"]);
+    assert!(
+        diff.contains("A  psi/e6  [lossy: max-infidelity=1e-6, fidelity"),
+        "{diff}"
+    );
+    let dj: serde_json::Value =
+        serde_json::from_str(&ok(&e.repo, &["--json", "diff", "base", "main"])).unwrap();
+    assert!(dj.to_string().contains("stored_fidelity"), "{dj}");
+    // Read back in the original dtype; the lossless state is bit-exact.
+    let out = e.root.join("back.npy");
+    ok(&e.repo, &["get", "psi/exact", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&npy).unwrap());
+    ok(&e.repo, &["get", "psi/e6", "-o", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&out).unwrap().len(),
+        std::fs::read(&npy).unwrap().len()
+    );
+    // Refusals: usage errors for bad modes, nothing committed.
+    let head = ok(&e.repo, &["log", "-n", "1"]);
+    let (c, err) = code(&e.repo, &["put", "x", f, "--lossy", "max-infidelity=1e-15"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("meaningless"), "{err}");
+    assert_eq!(ok(&e.repo, &["log", "-n", "1"]), head);
+    let fsck = qstore(&e.repo, &["fsck", "--full"]);
+    assert!(fsck.status.success(), "{fsck:?}");
+    // Recompression keeps every state readable.
+    let r = ok(&e.repo, &["repack", "--recompress"]);
+    assert!(r.contains("recompressed"), "{r}");
+    ok(&e.repo, &["get", "psi/exact", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&npy).unwrap());
+}

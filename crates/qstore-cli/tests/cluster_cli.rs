@@ -390,7 +390,7 @@ fn a_missing_or_wrong_ref_store_is_refused_with_what_to_pass() {
     // An older build refuses the repository by its format version.
     qstore_cluster::register();
     let r = Repository::open(&qstore_cluster::with_refs(&repo, Some(&refs))).unwrap();
-    assert_eq!(r.config().format_version, 3);
+    assert_eq!(r.config().format_version, 4);
     assert_eq!(r.config().ref_store.as_ref().unwrap().kind, "etcd");
 }
 

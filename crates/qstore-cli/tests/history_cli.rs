@@ -203,12 +203,12 @@ fn a_version_1_repository_reads_refuses_changes_and_upgrades() {
         "{o:?}"
     );
     let up = ok(&repo, &["upgrade"]);
-    assert!(up.contains("from format version 1 to 2"), "{up}");
+    assert!(up.contains("from format version 1 to 4"), "{up}");
     ok(&repo, &["put", "new/x", npy.to_str().unwrap(), "-m", "x"]);
     let stats = ok(&repo, &["stats"]);
-    assert!(stats.contains("version 2, repository id"), "{stats}");
+    assert!(stats.contains("version 4, repository id"), "{stats}");
     assert!(ok(&repo, &["log"]).contains("drop ghz"));
-    assert!(ok(&repo, &["upgrade"]).contains("already format version 2"));
+    assert!(ok(&repo, &["upgrade"]).contains("already format version 4"));
     let fsck = qstore(&repo, &["fsck", "--full"]);
     assert!(fsck.status.success(), "{fsck:?}");
 }

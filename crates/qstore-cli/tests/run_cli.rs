@@ -404,3 +404,67 @@ fn qasmbench_wide_circuits_run_on_the_sparse_engine() {
     let (code, _, err) = run("bv_n70", &["--memory-limit", "1G"]);
     assert_eq!(code, Some(7), "{err}");
 }
+
+#[test]
+fn lossy_checkpoints_resume_approximately_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("states");
+    let file = dir.path().join("c.qasm");
+    let text: String = circuit(12, 10)
+        .lines()
+        .filter(|l| !l.starts_with("measure"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let f = file.to_str().unwrap();
+    let o = qstore(&repo, &["run", f, "--branch", "exact", "--seed", "7"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = qstore(
+        &repo,
+        &[
+            "run",
+            f,
+            "--branch",
+            "lossy",
+            "--seed",
+            "7",
+            "--checkpoint-every",
+            "20",
+            "--checkpoint-lossy",
+            "max-infidelity=1e-8",
+            "--abort-after",
+            "150",
+        ],
+    );
+    assert!(!o.status.success(), "the run was meant to crash");
+    let r = Repository::open(repo.to_str().unwrap()).unwrap();
+    let (_, ck) = r.state("lossy", "checkpoints/state").unwrap();
+    let l = ck.lossy.expect("the checkpoint is lossy");
+    assert!(1.0 - l.fidelity <= 1e-8, "{l:?}");
+    let o = qstore(&repo, &["run", f, "--branch", "lossy", "--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("resumed from a lossy checkpoint (fidelity"),
+        "{out}"
+    );
+    // The final state is lossless, and close to the exact run's.
+    let r = Repository::open(repo.to_str().unwrap()).unwrap();
+    let (_, fin) = r.state("lossy", "final").unwrap();
+    assert!(fin.lossy.is_none());
+    let a = r.reader("exact", "final").unwrap().read_all().unwrap();
+    let b = r.reader("lossy", "final").unwrap().read_all().unwrap();
+    let amp = |x: &[u8], k: usize| {
+        let v = |o: usize| f64::from_le_bytes(x[o..o + 8].try_into().unwrap());
+        (v(16 * k), v(16 * k + 8))
+    };
+    let (mut re, mut im) = (0.0, 0.0);
+    for k in 0..a.len() / 16 {
+        let ((ar, ai), (br, bi)) = (amp(&a, k), amp(&b, k));
+        re += ar * br + ai * bi;
+        im += ar * bi - ai * br;
+    }
+    let fid = re * re + im * im;
+    assert!(fid > 1.0 - 1e-6, "{fid}");
+    assert_ne!(a, b, "an approximate resume is not bit-identical");
+}
