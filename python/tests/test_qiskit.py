@@ -162,3 +162,45 @@ def test_noisy_trajectories_are_deduplicated(repo):
     assert len(distinct) < 64  # some trajectories had no error event
     s = repo.stats()
     assert s["unique_chunk_bytes"] <= len(distinct) * (16 << n)
+
+
+def test_aer_noisy_density_matrix_is_stored_near_hermitian_bit_exact(repo):
+    """Aer's density matrices are Hermitian only up to rounding: stored as the upper triangle
+    plus the exact bit-pattern residual of the lower one, smaller than dense, bit for bit."""
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.01, 1), ["u", "rz", "sx", "x", "h"])
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.02, 2), ["cx"])
+    sim = AerSimulator(method="density_matrix", noise_model=noise)
+    qc = transpile(random_circuit(9, 6, max_operands=2, seed=3), basis_gates=["u", "cx", "rz", "sx", "x", "h"])
+    qc.save_density_matrix()
+    rho = np.ascontiguousarray(sim.run(qc).result().data()["density_matrix"].data)
+    assert not np.array_equal(rho, rho.conj().T), "Aer's matrix is not exactly Hermitian"
+    stored = {}
+    for path, dense in [("rho/auto", False), ("rho/dense", True)]:
+        with repo.transaction(message=path) as tx:
+            info = tx.put(path, rho, dense=dense)
+            stored[path] = (info.encoding, tx.stats()["new_stored_bytes"])
+    assert stored["rho/auto"][0] == "near-hermitian" and stored["rho/dense"][0] == "dense"
+    assert stored["rho/auto"][1] < 0.75 * stored["rho/dense"][1], stored
+    assert same_bytes(repo.get("rho/auto"), rho)
+    assert same_bytes(repo.get("rho/dense"), rho)
+
+
+@pytest.mark.parametrize("name", ["qft14", "qaoa12"])
+def test_aer_state_vectors_lossy(repo, name):
+    sv = aer_statevector(CIRCUITS[name]()).get_statevector().data
+    repo.put(f"{name}/exact", sv)
+    for mode, bound in [("max-infidelity=1e-6", 1e-6), ("max-infidelity=1e-3", 1e-3), ("f32", None)]:
+        repo.put(f"{name}/{mode.split('=')[0]}-{bound}", sv, lossy=mode)
+        info = repo.info(f"{name}/{mode.split('=')[0]}-{bound}")
+        back = repo.get(f"{name}/{mode.split('=')[0]}-{bound}")
+        assert back.dtype == sv.dtype and back.shape == sv.shape
+        f = abs(np.vdot(sv, back)) ** 2 / (np.vdot(sv, sv).real * np.vdot(back, back).real)
+        assert info.lossy == mode and info.fidelity == pytest.approx(f, abs=1e-9)
+        if bound is not None:
+            assert 1 - info.fidelity <= bound
+    exact = repo.info(f"{name}/exact")
+    assert exact.lossy is None and exact.fidelity == 1.0
+    assert same_bytes(repo.get(f"{name}/exact"), sv)
+    with pytest.raises(ValueError, match="meaningless"):
+        repo.put(f"{name}/bad", sv, lossy="max-infidelity=1e-14")
