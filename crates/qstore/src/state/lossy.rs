@@ -269,7 +269,7 @@ impl Sum {
 }
 
 /// Bytes read per block while measuring.
-const BLOCK: u64 = 4 << 20;
+const BLOCK: u64 = 1 << 20;
 
 /// Visit the input and quantized amplitudes block by block, in parallel; `f` sums over one
 /// block (`(input, quantized)` bytes) into `K` sums.
@@ -394,18 +394,25 @@ pub fn choose(
     let step = |x: i32| 2f64.powi(x.clamp(-1070, 1000));
     q.round = Round::Step(step(exp));
     let mut f = measure(src, total, &q)?;
-    // Coarser while the bound holds (the estimate is often pessimistic), finer until it does.
+    // The infidelity grows about 4x per doubling of the step: jump by that rule towards
+    // the bound from the first measurement, then step back one at a time until it holds
+    // (each try is two passes over the state).
+    let base = q;
+    let with = |exp: i32| Quantizer {
+        round: Round::Step(step(exp)),
+        ..base
+    };
     if meets(f, e) {
-        for _ in 0..8 {
-            let coarser = Quantizer {
-                round: Round::Step(step(exp + 1)),
-                ..q
-            };
-            let fc = measure(src, total, &coarser)?;
-            if !meets(fc, e) {
+        let room = e / (1.0 - f).max(e * 1e-30);
+        let jump = ((room.log2() / 2.0).floor() as i32).clamp(0, 64);
+        let mut hi = exp + jump;
+        while hi > exp {
+            let fc = measure(src, total, &with(hi))?;
+            if meets(fc, e) {
+                (q, f) = (with(hi), fc);
                 break;
             }
-            (q, f, exp) = (coarser, fc, exp + 1);
+            hi -= 1;
         }
     } else {
         while !meets(f, e) {
@@ -414,8 +421,9 @@ pub fn choose(
                 q.round = Round::None;
                 return Ok((q, measure(src, total, &q)?));
             }
-            exp -= 1;
-            q.round = Round::Step(step(exp));
+            let room = (1.0 - f) / e;
+            exp -= ((room.log2() / 2.0).ceil() as i32).clamp(1, 64);
+            q = with(exp);
             f = measure(src, total, &q)?;
         }
     }
