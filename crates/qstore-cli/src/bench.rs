@@ -4,7 +4,9 @@
 //! durable qstore put, a cold and a warm qstore get into the caller's buffer, and the stall of
 //! an asynchronous checkpoint against one copy of the state; it records the peak memory
 //! beyond the caller's buffers and the stored size, prints a table of throughput and ratios to
-//! the baseline, and can write the rows as JSON.
+//! the baseline, and can write the rows as JSON. It also times the opt-in lossy puts
+//! (`max-infidelity` 1e-6 and 1e-3: stored size and fidelity) and `repack --recompress`
+//! (zstd over what the put stored with lz4: the stored size after it).
 
 use crate::output::{Out, human_bytes};
 use anyhow::{Context, Result, bail};
@@ -36,6 +38,8 @@ pub struct Row {
     pub peak_extra_bytes: Option<u64>,
     /// Chunks written per codec (raw, shuffle+lz4, shuffle+zstd), for puts.
     pub codecs: Option<[u64; 3]>,
+    /// The fidelity a lossy put achieved.
+    pub fidelity: Option<f64>,
 }
 
 /// Parse `64K`, `256M`, `1G`, `4G`.
@@ -154,6 +158,7 @@ fn row(class: &str, bytes: u64, op: &str, secs: f64, ratio: Option<f64>) -> Row 
         stored_bytes: None,
         peak_extra_bytes: None,
         codecs: None,
+        fidelity: None,
     }
 }
 
@@ -221,7 +226,10 @@ fn bench_one(
     }
     let (put_s, put_mem, codecs) = best.context("two puts ran")?;
     let repo = repo.context("a repository")?;
-    let stored: u64 = repo.storage().list("packs/")?.iter().map(|b| b.size).sum();
+    let pack_bytes = |repo: &Repository| -> Result<u64> {
+        Ok(repo.storage().list("packs/")?.iter().map(|b| b.size).sum())
+    };
+    let stored = pack_bytes(&repo)?;
     let mut r = row(
         class,
         bytes,
@@ -232,6 +240,42 @@ fn bench_one(
     r.stored_bytes = Some(stored);
     r.peak_extra_bytes = put_mem;
     r.codecs = Some(codecs);
+    rows.push(r);
+
+    // Lossy puts (opt-in), each into its own repository: size and fidelity.
+    for (label, mode) in [
+        ("qstore put lossy 1e-6", "max-infidelity=1e-6"),
+        ("qstore put lossy 1e-3", "max-infidelity=1e-3"),
+    ] {
+        let dir = dir.join(format!("lossy-{class}-{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = Repository::init(
+            dir.to_str().context("bench dir is not UTF-8")?,
+            RepoConfig::default(),
+        )?;
+        let opts = PutOptions {
+            lossy: Some(mode.parse()?),
+            ..Default::default()
+        };
+        let (fid, s, mem) = measure(|| {
+            let mut tx = r.transaction("main")?;
+            let e = tx.put("s", &info, state, &opts)?;
+            tx.commit(CommitOptions::default())?;
+            Ok(e.lossy.map_or(1.0, |l| l.fidelity))
+        })?;
+        let mut row = row(class, bytes, label, s, Some(raw_w / s));
+        row.stored_bytes = Some(pack_bytes(&r)?);
+        row.peak_extra_bytes = mem;
+        row.fidelity = Some(fid);
+        rows.push(row);
+        drop(r);
+        std::fs::remove_dir_all(&dir)?;
+    }
+
+    // Recompression of what the put stored with lz4 (what pack merges do).
+    let (_, s, _) = measure(|| Ok(repo.repack_recompress()?))?;
+    let mut r = row(class, bytes, "repack --recompress", s, None);
+    r.stored_bytes = Some(pack_bytes(&repo)?);
     rows.push(r);
 
     // qstore get into the caller's buffer: cold (page cache dropped, fresh process cache),
@@ -349,12 +393,12 @@ fn print_table(bytes: u64, rows: &[Row]) {
         (bytes / 16).trailing_zeros()
     );
     println!(
-        "{:<10} {:<24} {:>9} {:>9} {:>8} {:>11} {:>11}  chunks raw/lz4/zstd",
+        "{:<10} {:<24} {:>9} {:>9} {:>8} {:>11} {:>11}  chunks raw/lz4/zstd, 1 - fidelity",
         "class", "operation", "seconds", "GiB/s", "ratio", "stored", "peak extra"
     );
     for r in rows {
         println!(
-            "{:<10} {:<24} {:>9.3} {:>9.2} {:>8} {:>11} {:>11}  {}",
+            "{:<10} {:<24} {:>9.3} {:>9.2} {:>8} {:>11} {:>11}  {}{}",
             r.class,
             r.op,
             r.seconds,
@@ -368,6 +412,9 @@ fn print_table(bytes: u64, rows: &[Row]) {
                 .unwrap_or_default(),
             r.codecs
                 .map(|c| format!("{}/{}/{}", c[0], c[1], c[2]))
+                .unwrap_or_default(),
+            r.fidelity
+                .map(|f| format!("{:.2e}", 1.0 - f))
                 .unwrap_or_default(),
         );
     }

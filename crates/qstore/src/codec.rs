@@ -59,13 +59,25 @@ pub fn shuffle(src: &[u8], elem: usize, dst: &mut Vec<u8>) {
         return;
     }
     if elem == 8 {
-        // One sequential read of the elements, eight sequential write streams.
+        // Blocks of 8 elements: eight u64 loads, an 8x8 byte transpose in registers, one
+        // u64 store into each byte plane.
         let (planes, tail) = dst.split_at_mut(n * 8);
-        let mut p: Vec<&mut [u8]> = planes.chunks_exact_mut(n).collect();
-        for (i, e) in src.chunks_exact(8).enumerate() {
-            let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
-            for (b, plane) in p.iter_mut().enumerate() {
-                plane[i] = (v >> (8 * b)) as u8;
+        let blocks = n / 8;
+        for k in 0..blocks {
+            let mut a = [0u64; 8];
+            for (i, x) in a.iter_mut().enumerate() {
+                let o = (8 * k + i) * 8;
+                *x = u64::from_le_bytes(src[o..o + 8].try_into().expect("8 bytes"));
+            }
+            transpose8(&mut a);
+            for (b, x) in a.iter().enumerate() {
+                let o = b * n + 8 * k;
+                planes[o..o + 8].copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        for i in blocks * 8..n {
+            for b in 0..8 {
+                planes[b * n + i] = src[i * 8 + b];
             }
         }
         tail.copy_from_slice(&src[n * 8..]);
@@ -80,6 +92,26 @@ pub fn shuffle(src: &[u8], elem: usize, dst: &mut Vec<u8>) {
     dst[n * elem..].copy_from_slice(&src[n * elem..]);
 }
 
+/// Transpose the 8x8 byte matrix whose row `i` is `a[i]` (byte `j` little-endian = column
+/// `j`): swap the off-diagonal 4x4 blocks, then 2x2 blocks, then single bytes.
+fn transpose8(a: &mut [u64; 8]) {
+    for i in 0..4 {
+        let t = ((a[i] >> 32) ^ a[i + 4]) & 0x0000_0000_FFFF_FFFF;
+        a[i] ^= t << 32;
+        a[i + 4] ^= t;
+    }
+    for i in [0, 1, 4, 5] {
+        let t = ((a[i] >> 16) ^ a[i + 2]) & 0x0000_FFFF_0000_FFFF;
+        a[i] ^= t << 16;
+        a[i + 2] ^= t;
+    }
+    for i in [0, 2, 4, 6] {
+        let t = ((a[i] >> 8) ^ a[i + 1]) & 0x00FF_00FF_00FF_00FF;
+        a[i] ^= t << 8;
+        a[i + 1] ^= t;
+    }
+}
+
 /// Inverse of [`shuffle`]; `src` and `dst` have the same length.
 pub fn unshuffle(src: &[u8], elem: usize, dst: &mut [u8]) {
     let n = src.len() / elem.max(1);
@@ -88,13 +120,23 @@ pub fn unshuffle(src: &[u8], elem: usize, dst: &mut [u8]) {
         return;
     }
     if elem == 8 {
-        let planes: Vec<&[u8]> = src[..n * 8].chunks_exact(n).collect();
-        for (i, e) in dst.chunks_exact_mut(8).enumerate() {
-            let mut v = 0u64;
-            for (b, plane) in planes.iter().enumerate() {
-                v |= (plane[i] as u64) << (8 * b);
+        let blocks = n / 8;
+        for k in 0..blocks {
+            let mut a = [0u64; 8];
+            for (b, x) in a.iter_mut().enumerate() {
+                let o = b * n + 8 * k;
+                *x = u64::from_le_bytes(src[o..o + 8].try_into().expect("8 bytes"));
             }
-            e.copy_from_slice(&v.to_le_bytes());
+            transpose8(&mut a);
+            for (i, x) in a.iter().enumerate() {
+                let o = (8 * k + i) * 8;
+                dst[o..o + 8].copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        for i in blocks * 8..n {
+            for b in 0..8 {
+                dst[i * 8 + b] = src[b * n + i];
+            }
         }
         dst[n * 8..].copy_from_slice(&src[n * 8..]);
         return;
@@ -368,6 +410,19 @@ mod tests {
             let mut back = vec![0u8; data.len()];
             unshuffle(&sh, elem, &mut back);
             prop_assert_eq!(back, data);
+        }
+
+        #[test]
+        fn shuffle_matches_the_definition(data in proptest::collection::vec(any::<u8>(), 0..3000), elem in prop::sample::select(vec![2usize, 4, 8, 16])) {
+            let mut sh = Vec::new();
+            shuffle(&data, elem, &mut sh);
+            let n = data.len() / elem;
+            for i in 0..n {
+                for b in 0..elem {
+                    prop_assert_eq!(sh[b * n + i], data[i * elem + b]);
+                }
+            }
+            prop_assert_eq!(&sh[n * elem..], &data[n * elem..]);
         }
 
         #[test]

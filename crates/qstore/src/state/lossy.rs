@@ -284,9 +284,13 @@ fn sums<const K: usize>(
         let start = b * BLOCK;
         let mut input = vec![0u8; BLOCK.min(total - start) as usize];
         src.read_at(start, &mut input)?;
+        let mut s = [Sum::default(); K];
+        // Zeros stay zeros in every mode and add nothing to any sum.
+        if crate::state::input::all_zero(&input) {
+            return Ok(s);
+        }
         let mut out = input.clone();
         q.apply(&mut out);
-        let mut s = [Sum::default(); K];
         f(&input, &out, &mut s);
         Ok(s)
     });
@@ -403,16 +407,27 @@ pub fn choose(
         ..base
     };
     if meets(f, e) {
+        // Try the step the rule predicts; if it is too coarse, bisect between the last step
+        // that held (`good`) and it (`bad`).
         let room = e / (1.0 - f).max(e * 1e-30);
-        let jump = ((room.log2() / 2.0).floor() as i32).clamp(0, 64);
-        let mut hi = exp + jump;
-        while hi > exp {
-            let fc = measure(src, total, &with(hi))?;
-            if meets(fc, e) {
-                (q, f) = (with(hi), fc);
-                break;
+        let top = exp + ((room.log2() / 2.0).floor() as i32).clamp(0, 64);
+        let (mut good, mut bad) = (exp, top + 1);
+        if top > exp {
+            let ft = measure(src, total, &with(top))?;
+            if meets(ft, e) {
+                (q, f, good) = (with(top), ft, top);
+            } else {
+                bad = top;
             }
-            hi -= 1;
+        }
+        while bad - good > 1 {
+            let mid = good + (bad - good) / 2;
+            let fm = measure(src, total, &with(mid))?;
+            if meets(fm, e) {
+                (q, f, good) = (with(mid), fm, mid);
+            } else {
+                bad = mid;
+            }
         }
     } else {
         while !meets(f, e) {
