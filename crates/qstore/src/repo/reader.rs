@@ -31,6 +31,58 @@ pub struct StateReader {
     cached: Option<(usize, Vec<u8>)>,
     /// The scratch space holding chunks marked with [`SCRATCH_PACK`], if any.
     scratch: Option<Arc<ScratchInner>>,
+    /// The start of a (near-)Hermitian stream's upper triangle read by a large read, kept
+    /// for the next one (a whole read arrives in several ranges).
+    upper: Vec<u8>,
+}
+
+/// Rows `i0..i1` of an N x N (near-)Hermitian matrix into `block` (whole rows), from the
+/// upper-triangle stream `upper` (rows 0..i1 at least) and, for a near-Hermitian one, the
+/// residuals `res` starting at element `res_first` of the stream.
+fn hermitian_rows(
+    dtype: crate::state::dtype::DType,
+    n: u64,
+    i0: u64,
+    i1: u64,
+    upper: &[u8],
+    res: Option<(&[u8], u64)>,
+    block: &mut [u8],
+) {
+    const TILE: u64 = 64;
+    let item = dtype.item_size();
+    let row = n as usize * item;
+    // The upper part of each row is one contiguous piece of the stream.
+    for i in i0..i1 {
+        let o = upper_offset(n, i, i) as usize * item;
+        let len = (n - i) as usize * item;
+        let at = (i - i0) as usize * row + i as usize * item;
+        block[at..at + len].copy_from_slice(&upper[o..o + len]);
+    }
+    // The lower part mirrors columns, in tiles: element (j, i) is at base[j] + i.
+    let mut j0 = 0;
+    while j0 + 1 < i1 {
+        let j1 = (j0 + TILE).min(i1);
+        let base: Vec<usize> = (j0..j1)
+            .map(|j| (upper_offset(n, j, j) - j) as usize)
+            .collect();
+        for i in i0.max(j0 + 1)..i1 {
+            let line = &mut block[(i - i0) as usize * row..][..row];
+            for j in j0..j1.min(i) {
+                let o = (base[(j - j0) as usize] + i as usize) * item;
+                let d = j as usize * item;
+                mirror(dtype, &upper[o..o + item], &mut line[d..d + item]);
+            }
+        }
+        j0 = j1;
+    }
+    if let Some((res, res_first)) = res {
+        for i in i0..i1 {
+            let o = (residual_offset(n, i, 0) - res_first) as usize * item;
+            let len = i as usize * item;
+            let at = (i - i0) as usize * row;
+            apply_residual(dtype, &mut block[at..at + len], &res[o..o + len]);
+        }
+    }
 }
 
 /// Decode chunk `c` from wherever it lives: a pack of `repo` (through its cache; `keep` adds
@@ -70,6 +122,7 @@ impl StateReader {
             manifest: Arc::new(manifest),
             cached: None,
             scratch: None,
+            upper: Vec::new(),
         })
     }
 
@@ -87,6 +140,7 @@ impl StateReader {
             manifest,
             cached: None,
             scratch: Some(scratch),
+            upper: Vec::new(),
         }
     }
 
@@ -269,6 +323,91 @@ impl StateReader {
         }
     }
 
+    /// [`Self::read_hermitian_range`] for large ranges: the upper-triangle rows the range
+    /// needs in one read (decoded in parallel, kept by the reader for the next range), then
+    /// the rows rebuilt from memory in parallel, 64 at a time (the mirrored half read
+    /// column-wise in 64 x 64 tiles), with the residuals of a near-Hermitian stream applied.
+    /// Holds the upper rows read (at most half the matrix) and about 64 MiB of rows.
+    fn read_hermitian_bulk(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
+        const TILE: u64 = 64;
+        let dtype = self.entry.dtype;
+        let item = dtype.item_size();
+        let n = self.entry.shape[0];
+        let r_first = start / n;
+        let r_end = (stop - 1) / n + 1;
+        // Rows 0..r_end of the upper triangle hold every element rows r_first..r_end need.
+        let upper_end = if r_end == n {
+            upper_offset(n, n - 1, n - 1) + 1
+        } else {
+            upper_offset(n, r_end, r_end)
+        };
+        let need = upper_end as usize * item;
+        if self.upper.len() < need {
+            let mut upper = std::mem::take(&mut self.upper);
+            let have = upper.len();
+            upper.resize(need, 0);
+            self.read_stream(have as u64, &mut upper[have..])?;
+            self.upper = upper;
+        }
+        let upper = std::mem::take(&mut self.upper);
+        let near = self.entry.encoding == Encoding::NearHermitian;
+        let row = n as usize * item;
+        // Super-blocks of about 64 MiB of rows: their residuals in one read, their rows
+        // rebuilt in parallel, 64 rows per task.
+        let per_super = ((BLOCK_BYTES as usize / row.max(1)) as u64).max(TILE);
+        let mut s0 = r_first;
+        while s0 < r_end {
+            let s1 = (s0 + per_super).min(r_end);
+            let res = if near {
+                let first = residual_offset(n, s0, 0);
+                let count = residual_offset(n, s1, 0) - first;
+                let mut res = vec![0u8; count as usize * item];
+                self.read_stream(first * item as u64, &mut res)?;
+                res
+            } else {
+                Vec::new()
+            };
+            let res_first = residual_offset(n, s0, 0);
+            let (upper, res) = (&upper, &res);
+            // Rows s0..s1 into `rows` (whole rows), 64 per task.
+            let rebuild = |rows: &mut [u8]| {
+                rows.par_chunks_mut(TILE as usize * row)
+                    .enumerate()
+                    .for_each(|(t, block)| {
+                        let i0 = s0 + t as u64 * TILE;
+                        let i1 = (i0 + TILE).min(s1);
+                        hermitian_rows(
+                            dtype,
+                            n,
+                            i0,
+                            i1,
+                            upper,
+                            near.then_some((res, res_first)),
+                            block,
+                        );
+                    })
+            };
+            let (blk_start, blk_stop) = (s0 * n, s1 * n);
+            if start <= blk_start && blk_stop <= stop {
+                // Whole rows of the range: straight into the caller's buffer.
+                let dst = ((blk_start - start) as usize) * item;
+                rebuild(&mut out[dst..dst + (blk_stop - blk_start) as usize * item]);
+            } else {
+                let mut buf = vec![0u8; (s1 - s0) as usize * row];
+                rebuild(&mut buf);
+                let s = start.max(blk_start);
+                let e = stop.min(blk_stop);
+                let dst = ((s - start) as usize) * item;
+                let src = ((s - blk_start) as usize) * item;
+                let len = ((e - s) as usize) * item;
+                out[dst..dst + len].copy_from_slice(&buf[src..src + len]);
+            }
+            s0 = s1;
+        }
+        self.upper = upper;
+        Ok(())
+    }
+
     fn read_sparse_range(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
         out.fill(0);
         let item = self.entry.dtype.item_size() as u64;
@@ -324,6 +463,10 @@ impl StateReader {
     fn read_hermitian_range(&mut self, start: u64, stop: u64, out: &mut [u8]) -> Result<()> {
         if start == stop {
             return Ok(());
+        }
+        let n = self.entry.shape[0];
+        if (stop - start) >= n * n / 8 {
+            return self.read_hermitian_bulk(start, stop, out);
         }
         let dtype = self.entry.dtype;
         let item = dtype.item_size() as u64;
