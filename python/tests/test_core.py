@@ -342,7 +342,7 @@ def test_a_version_1_repository_reads_refuses_changes_and_upgrades(tmp_path):
     with pytest.raises(qstore.InvalidState, match="qstore upgrade"):
         old.put("new", np.array([1, 0], dtype=complex))
     r = qstore.upgrade(dest)
-    assert (r["from_version"], r["to_version"], r["changed"]) == (1, 2, True)
+    assert (r["from_version"], r["to_version"], r["changed"]) == (1, 4, True)
     new = qstore.open(dest, create=False)
     new.put("new", np.array([1, 0], dtype=complex))
     log = new.log()
