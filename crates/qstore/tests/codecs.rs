@@ -380,3 +380,45 @@ fn format_2_repositories_keep_the_older_encodings_until_upgraded() {
     );
     assert!(repo.fsck(true).unwrap().healthy());
 }
+
+#[test]
+fn a_format_2_destination_refuses_format_4_states_until_upgraded() {
+    let (_s, src) = local_repo(1 << 12);
+    let (dir, dst) = local_repo(1 << 12);
+    let addr = dst.address().to_string();
+    drop(dst);
+    let cfg = dir.path().join("repo/config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("\"format_version\": 4", "\"format_version\": 2"),
+    )
+    .unwrap();
+    let data = encode(&state(8, 5), DType::Complex128);
+    put_one(
+        &src,
+        "exact",
+        &sv(8, DType::Complex128),
+        &data,
+        &PutOptions::default(),
+    )
+    .unwrap();
+    // Lossless states move to a format-2 repository as before.
+    src.push(&addr, &[], &Default::default()).unwrap();
+    put_one(
+        &src,
+        "approx",
+        &sv(8, DType::Complex128),
+        &data,
+        &lossy("f32"),
+    )
+    .unwrap();
+    let e = src.push(&addr, &[], &Default::default()).unwrap_err();
+    assert!(e.to_string().contains("qstore upgrade"), "{e}");
+    let dst = Repository::open(&addr).unwrap();
+    assert!(dst.state("main", "approx").is_err(), "no ref moved");
+    Repository::upgrade(&addr).unwrap();
+    src.push(&addr, &[], &Default::default()).unwrap();
+    let dst = Repository::open(&addr).unwrap();
+    assert!(dst.state("main", "approx").unwrap().1.lossy.is_some());
+}

@@ -626,6 +626,16 @@ fn send(
         for recs in rx {
             for r in recs {
                 let (h, payload) = r?;
+                if h.kind == ObjectKind::Tree && h.version >= 3 && !dst.config().has_format_4() {
+                    // Only lossy or near-Hermitian states need such nodes; an older
+                    // destination must not get them (its builds could not read them).
+                    return Err(Error::InvalidArgument(format!(
+                        "{} is repository format {} and cannot hold lossy or near-Hermitian \
+                         states; run `qstore upgrade` on it first (no ref was moved)",
+                        dst.address(),
+                        dst.config().format_version
+                    )));
+                }
                 writer.append(&h, &payload)?;
                 report.objects_sent += 1;
                 if h.kind == ObjectKind::Chunk {
