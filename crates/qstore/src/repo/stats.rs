@@ -128,12 +128,18 @@ impl Repository {
         }
         s.unique_chunk_bytes = unique.values().map(|v| v.0).sum();
         // Stored sizes as the chunks are now (a merge may have recompressed them since the
-        // manifest recorded its location hint).
+        // manifest recorded its location hint): one pass over the index.
         {
             let idx = self.inner.index.read().unwrap_or_else(|e| e.into_inner());
+            let mut now: HashMap<ObjectId, u64> = HashMap::with_capacity(unique.len());
+            idx.for_each_entry(&mut |_, e| {
+                if e.kind == crate::format::ObjectKind::Chunk && unique.contains_key(&e.id) {
+                    now.insert(e.id, e.payload_len);
+                }
+            });
             s.stored_chunk_bytes = unique
                 .iter()
-                .map(|(id, v)| idx.get(id).map_or(v.1, |o| o.entry.payload_len))
+                .map(|(id, v)| now.get(id).copied().unwrap_or(v.1))
                 .sum();
         }
         let packs = self.storage().list("packs/")?;
