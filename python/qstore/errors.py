@@ -32,6 +32,14 @@ class StorageError(Error, OSError):
     """The operating system failed an I/O operation."""
 
 
+class Unavailable(StorageError):
+    """A remote service (a qstore server, S3, etcd) could not be reached or failed."""
+
+
+class NotAuthorised(Error, PermissionError):
+    """A qstore server refused the token: none, unknown, expired, revoked, or out of scope."""
+
+
 __all__ = [
     "Error",
     "NotFound",
@@ -40,4 +48,6 @@ __all__ = [
     "QuotaExceeded",
     "InvalidState",
     "StorageError",
+    "Unavailable",
+    "NotAuthorised",
 ]

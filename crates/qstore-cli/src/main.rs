@@ -36,6 +36,8 @@ mod exit {
     pub const CORRUPT: i32 = 5;
     pub const INVALID_INPUT: i32 = 6;
     pub const QUOTA: i32 = 7;
+    pub const NOT_AUTHORISED: i32 = 8;
+    pub const UNAVAILABLE: i32 = 9;
 }
 
 #[derive(Parser)]
@@ -45,11 +47,20 @@ mod exit {
     about = "A versioned, deduplicated, compressed store of quantum states"
 )]
 struct Cli {
-    /// Repository: a path, file:///abs/path, memory://name, or
+    /// Repository: a path, file:///abs/path, memory://name,
     /// s3://BUCKET/PREFIX?endpoint=URL&region=R&refs=etcd://HOST:PORT/PREFIX (credentials from
-    /// the AWS environment variables).
-    #[arg(long, global = true, env = "QSTORE_REPO")]
+    /// the AWS environment variables), or https://HOST:PORT/NAME of `qstore serve` (token from
+    /// QSTORE_TOKEN or --token-file). `serve` takes it several times, as [NAME=]ADDRESS.
+    #[arg(long = "repo", global = true, env = "QSTORE_REPO", action = clap::ArgAction::Append)]
+    repos: Vec<String>,
+    #[arg(skip)]
     repo: Option<String>,
+    /// A file holding the token for https:// repositories (instead of QSTORE_TOKEN).
+    #[arg(long, global = true, env = "QSTORE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for https:// repositories besides the system roots.
+    #[arg(long, global = true, env = "QSTORE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// The ref store of an s3:// repository (etcd://HOST:PORT[,HOST:PORT...]/PREFIX, or s3
     /// where the server honours conditional writes), if the address has no refs=.
     #[arg(long, global = true, env = "QSTORE_REFS")]
@@ -59,6 +70,33 @@ struct Cli {
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token; it is printed once, as the last word of the output.
+    Create {
+        /// read, write (upload, move refs) or admin (also gc, fsck, deletes).
+        #[arg(long, value_parser = parse_scope)]
+        scope: qstore_server::tokens::Scope,
+        /// Only branches starting with PREFIX may be moved (e.g. exp- or exp-*); tags never.
+        #[arg(long, value_name = "PREFIX")]
+        branch: Option<String>,
+        /// Lifetime (30d, 12h); without it the token lasts until revoked.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// A note stored with the token (who or what it is for).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List tokens (ids, scopes, expiry; never secrets).
+    List,
+    /// Revoke a token by id (or by the token itself).
+    Revoke { id: String },
+}
+
+fn parse_scope(s: &str) -> std::result::Result<qstore_server::tokens::Scope, String> {
+    s.parse()
 }
 
 #[derive(Subcommand)]
@@ -339,6 +377,44 @@ enum Cmd {
         #[arg(long, value_name = "MODE", value_parser = parse_lossy)]
         checkpoint_lossy: Option<LossySpec>,
     },
+    /// Serve repositories over HTTPS (HTTP on loopback only) to clients holding tokens:
+    /// `qstore serve --repo [NAME=]ADDRESS ... --listen ADDR --tls-cert F --tls-key F`.
+    Serve {
+        /// Address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// PEM certificate chain (with --tls-key); without TLS only loopback is served.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Make a CA and a server certificate in DIR (ca.pem, cert.pem, key.pem; kept and
+        /// reused when present) and serve with them; clients pass --ca-cert DIR/ca.pem.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
+        self_signed: Option<PathBuf>,
+        /// Refuse clients that offer no post-quantum hybrid group (X25519MLKEM768).
+        #[arg(long)]
+        pq_only: bool,
+        /// Largest request body (an uploaded pack or state).
+        #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+        max_body: u64,
+        /// Largest object in an uploaded pack.
+        #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+        max_chunk: u64,
+        /// Requests one token may have in flight (more wait their turn).
+        #[arg(long, default_value_t = 16)]
+        per_token_concurrency: usize,
+        /// Longest a request may take, its body included.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        request_timeout: std::time::Duration,
+    },
+    /// Access tokens of a repository served by `qstore serve` (run against the repository's
+    /// own address, on the server's side): `create`, `list`, `revoke`.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// Serve the Docker volume plugin (legacy protocol) on a unix socket; volumes live under
     /// --root and are snapshotted into the repository.
     VolumePlugin {
@@ -570,6 +646,35 @@ fn parse_kv(s: &str) -> std::result::Result<(String, String), String> {
 fn main() {
     qstore_cluster::register();
     let mut cli = Cli::parse();
+    if cli.repos.len() > 1 && !matches!(cli.cmd, Cmd::Serve { .. }) {
+        eprintln!(
+            "error: --repo given {} times; only `serve` takes several",
+            cli.repos.len()
+        );
+        std::process::exit(exit::USAGE);
+    }
+    qstore_cluster::served::set_client_options(qstore_cluster::served::ClientOptions {
+        token: std::env::var("QSTORE_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().to_string()),
+        ca_cert: cli.ca_cert.clone(),
+    });
+    if let Some(f) = &cli.token_file {
+        match qstore_cluster::served::read_token_file(f) {
+            Ok(t) => {
+                qstore_cluster::served::set_client_options(qstore_cluster::served::ClientOptions {
+                    token: Some(t),
+                    ca_cert: cli.ca_cert.clone(),
+                })
+            }
+            Err(e) => {
+                eprintln!("error: --token-file: {e}");
+                std::process::exit(exit::USAGE);
+            }
+        }
+    }
+    cli.repo = cli.repos.first().cloned();
     cli.repo = cli
         .repo
         .map(|r| qstore_cluster::with_refs(&r, cli.refs.as_deref()));
@@ -614,6 +719,8 @@ fn exit_code(e: &anyhow::Error) -> i32 {
                 ErrorCategory::Corrupt => exit::CORRUPT,
                 ErrorCategory::InvalidInput => exit::INVALID_INPUT,
                 ErrorCategory::QuotaExceeded => exit::QUOTA,
+                ErrorCategory::Unauthorised => exit::NOT_AUTHORISED,
+                ErrorCategory::Unavailable => exit::UNAVAILABLE,
                 ErrorCategory::Io => exit::OTHER,
             };
         }
@@ -629,6 +736,8 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         Some(ErrorCategory::Corrupt) => exit::CORRUPT,
         Some(ErrorCategory::InvalidInput) => exit::INVALID_INPUT,
         Some(ErrorCategory::QuotaExceeded) => exit::QUOTA,
+        Some(ErrorCategory::Unauthorised) => exit::NOT_AUTHORISED,
+        Some(ErrorCategory::Unavailable) => exit::UNAVAILABLE,
         _ => exit::OTHER,
     }
 }
@@ -979,6 +1088,37 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Demo { dir, qubits } => demo::run(&dir, qubits, &out)?,
+        Cmd::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            self_signed,
+            pq_only,
+            max_body,
+            max_chunk,
+            per_token_concurrency,
+            request_timeout,
+        } => serve(
+            &cli.repos,
+            qstore_server::ServeConfig {
+                repos: Vec::new(),
+                listen,
+                tls: match self_signed {
+                    Some(dir) => Some(self_signed_cert(&dir, listen)?),
+                    None => tls_cert.zip(tls_key),
+                },
+                pq_only,
+                limits: qstore_server::Limits {
+                    max_body,
+                    max_chunk,
+                    per_token_concurrency,
+                    request_timeout,
+                    ..Default::default()
+                },
+            },
+            cli.refs.as_deref(),
+        )?,
+        Cmd::Token { cmd } => token(&cli.repo, cmd, cli.json)?,
         Cmd::VolumePlugin {
             root,
             socket,
@@ -1708,6 +1848,148 @@ fn show(
         println!("marginal of qubits {marginal:?}:");
         for (i, p) in m.iter().enumerate() {
             println!("  {:0width$b}  p = {p:.12}", i, width = marginal.len());
+        }
+    }
+    Ok(())
+}
+
+/// `qstore serve`.
+fn serve(repos: &[String], mut cfg: qstore_server::ServeConfig, refs: Option<&str>) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(match std::env::var("QSTORE_LOG").as_deref() {
+            Ok("debug") => tracing::Level::DEBUG,
+            Ok("warn") => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        })
+        .with_ansi(false)
+        .init();
+    if repos.is_empty() {
+        return Err(UsageError("no repository to serve: pass --repo [NAME=]ADDRESS".into()).into());
+    }
+    for r in repos {
+        let (name, addr) = qstore_server::parse_repo_arg(r).map_err(UsageError)?;
+        cfg.repos
+            .push((name, qstore_cluster::with_refs(&addr, refs)));
+    }
+    let tls = cfg.tls.is_some();
+    let names: Vec<String> = cfg.repos.iter().map(|(n, _)| n.clone()).collect();
+    let server = qstore_server::start(cfg).map_err(anyhow::Error::msg)?;
+    let scheme = if tls { "https" } else { "http" };
+    // The first line of stdout names the address (port 0 picks one).
+    println!("listening {scheme}://{}", server.addr);
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "qstore serve: {} on {scheme}://{} (open as {scheme}://{}/NAME with a token)",
+        names.join(", "),
+        server.addr,
+        server.addr
+    );
+    server.wait_for_signal();
+    eprintln!("qstore serve: stopping");
+    Ok(())
+}
+
+/// The certificate and key of `serve --self-signed DIR`, made on first use.
+fn self_signed_cert(dir: &Path, listen: std::net::SocketAddr) -> Result<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        names.push(listen.ip().to_string());
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            names.push(h.to_string());
+        }
+    }
+    let (ca, cert, key) =
+        qstore_server::tls::write_self_signed(dir, &names).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "qstore serve: made a CA and a certificate for {} in {} (clients: --ca-cert {})",
+        names.join(", "),
+        dir.display(),
+        ca.display()
+    );
+    Ok((cert, key))
+}
+
+/// `qstore token ...`.
+fn token(repo: &Option<String>, cmd: TokenCmd, json_out: bool) -> Result<()> {
+    let address = repo_address(repo)?;
+    if address.starts_with("https://") || address.starts_with("http://") {
+        return Err(UsageError(
+            "tokens are managed on the repository itself (its path or s3:// address, where \
+             `qstore serve` runs), not through the server"
+                .into(),
+        )
+        .into());
+    }
+    let repo = Repository::open(&address)?;
+    let store = qstore_server::tokens::TokenStore::new(repo.coordination());
+    match cmd {
+        TokenCmd::Create {
+            scope,
+            branch,
+            expires,
+            label,
+        } => {
+            let (rec, text) = store.create(scope, branch, expires, &label)?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"id": rec.id, "scope": rec.scope.to_string(), "branch_prefix": rec.branch_prefix,
+                           "expires_ms": rec.expires_ms, "label": rec.label, "token": text})
+                );
+            } else {
+                let mut what = format!("{} token {}", rec.scope, rec.id);
+                if let Some(p) = &rec.branch_prefix {
+                    what.push_str(&format!(", branches {p}*"));
+                }
+                if let Some(e) = expires {
+                    what.push_str(&format!(", expires in {}s", e.as_secs()));
+                }
+                println!("created {what}; it is shown only this once:\n{text}");
+            }
+        }
+        TokenCmd::List => {
+            let v = store.list()?;
+            if json_out {
+                let rows: Vec<_> = v
+                    .iter()
+                    .map(|r| json!({"id": r.id, "scope": r.scope.to_string(), "branch_prefix": r.branch_prefix,
+                                    "created_ms": r.created_ms, "expires_ms": r.expires_ms, "revoked": r.revoked, "label": r.label}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for r in v {
+                    println!(
+                        "{}  {:<5}  {:<10}  {}{}  {}",
+                        r.id,
+                        r.scope.to_string(),
+                        r.branch_prefix
+                            .as_deref()
+                            .map(|p| format!("{p}*"))
+                            .unwrap_or_else(|| "all".into()),
+                        if r.revoked { "revoked" } else { "active" },
+                        r.expires_ms
+                            .map(|e| format!(" (expires at {e} ms)"))
+                            .unwrap_or_default(),
+                        r.label
+                    );
+                }
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            let r = store.revoke(&id)?;
+            if json_out {
+                println!("{}", json!({"revoked": r.id}));
+            } else {
+                println!("revoked token {}", r.id);
+            }
         }
     }
     Ok(())

@@ -7,12 +7,17 @@
 //! `s3://BUCKET/PREFIX?endpoint=URL&region=R&refs=etcd://HOST:PORT[,HOST:PORT]/PREFIX` with
 //! `qstore::Repository::open` like any other address. [`address`] parses such addresses and
 //! [`with_refs`] adds a ref store given separately (`--refs`, `QSTORE_REFS`).
+//!
+//! It also adds `https://HOST:PORT/NAME` (and `http://` on loopback): repositories served by
+//! `qstore serve`, through the store protocol of [`wire`] ([`served`]).
 
 pub mod address;
 pub mod etcd;
 pub mod runtime;
 pub mod s3;
 pub mod s3refs;
+pub mod served;
+pub mod wire;
 
 pub use address::{RefsAddress, S3Address, with_refs};
 
@@ -46,7 +51,10 @@ impl Connector for S3Connector {
     }
 }
 
-/// Make `s3://` addresses open through this crate (idempotent).
+/// Make `s3://`, `https://` and (loopback) `http://` addresses open through this crate
+/// (idempotent).
 pub fn register() {
     qstore::backend::register("s3", Arc::new(S3Connector));
+    qstore::backend::register("https", Arc::new(served::ServedConnector));
+    qstore::backend::register("http", Arc::new(served::ServedConnector));
 }

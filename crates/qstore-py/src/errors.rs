@@ -14,6 +14,8 @@ fn class_name(e: &Error) -> &'static str {
         ErrorCategory::InvalidInput => "InvalidState",
         ErrorCategory::Io => "StorageError",
         ErrorCategory::QuotaExceeded => "QuotaExceeded",
+        ErrorCategory::Unauthorised => "NotAuthorised",
+        ErrorCategory::Unavailable => "Unavailable",
     }
 }
 

@@ -35,6 +35,11 @@ pub enum Error {
     #[error("{service} unavailable: {reason}")]
     Unavailable { service: String, reason: String },
 
+    /// A server refused the request's credentials: no token, an unknown, expired or revoked
+    /// one, or one whose scope does not cover the request.
+    #[error("not authorised by {service}: {reason}")]
+    Unauthorised { service: String, reason: String },
+
     /// A push or pull that would drop commits the destination ref has (it is not an ancestor
     /// of what is being sent), or a tag that names another commit there.
     #[error("{what} {name:?} on {destination}: {detail}")]
@@ -201,6 +206,10 @@ pub enum ErrorCategory {
     Io,
     /// A scratch space is full.
     QuotaExceeded,
+    /// A server refused the credentials (or their scope).
+    Unauthorised,
+    /// A remote service could not be reached or failed.
+    Unavailable,
 }
 
 impl Error {
@@ -228,7 +237,9 @@ impl Error {
             | ReadOnlyFormat { .. }
             | BadAddress(_)
             | RefStoreMismatch { .. } => ErrorCategory::InvalidInput,
-            Io { .. } | Unavailable { .. } => ErrorCategory::Io,
+            Io { .. } => ErrorCategory::Io,
+            Unavailable { .. } => ErrorCategory::Unavailable,
+            Unauthorised { .. } => ErrorCategory::Unauthorised,
             QuotaExceeded { .. } => ErrorCategory::QuotaExceeded,
         }
     }

@@ -199,6 +199,72 @@ pub fn decode_index(b: &[u8], footer: &Footer) -> std::result::Result<Vec<IndexE
     Ok(out)
 }
 
+/// Check a whole pack received from an untrusted writer (a client of `qstore serve`): the
+/// header, footer and index parse, and every indexed record carries the header its index
+/// entry describes and decodes to bytes that hash to its id. Returns the number of objects
+/// and the largest decoded length. A pack that passes can be trusted as much as one this
+/// process wrote itself.
+pub fn verify_pack(bytes: &[u8]) -> std::result::Result<(usize, u64), String> {
+    use rayon::prelude::*;
+    let len = bytes.len() as u64;
+    if len < PACK_HEADER_LEN + FOOTER_LEN {
+        return Err(format!("{len} bytes is too short for a pack"));
+    }
+    check_header(&bytes[..PACK_HEADER_LEN as usize])?;
+    let footer = decode_footer(&bytes[(len - FOOTER_LEN) as usize..], len)?;
+    let index = &bytes[footer.index_offset as usize..(len - FOOTER_LEN) as usize];
+    let entries = decode_index(index, &footer)?;
+    entries.par_iter().try_for_each(|e| {
+        let at = e.offset as usize;
+        let h = RecordHeader::decode(&bytes[at..at + RECORD_HEADER_LEN])
+            .map_err(|d| format!("record {}: {d}", e.id.short()))?;
+        if h.id != e.id
+            || h.kind != e.kind
+            || h.version != e.version
+            || h.codec != e.codec
+            || h.elem != e.elem
+            || h.payload_len != e.payload_len
+            || h.raw_len != e.raw_len
+        {
+            return Err(format!(
+                "record {} does not match its index entry",
+                e.id.short()
+            ));
+        }
+        if e.kind != ObjectKind::Chunk && e.raw_len > 1 << 30 {
+            return Err(format!("object {} is implausibly large", e.id.short()));
+        }
+        if e.payload_len > e.raw_len.saturating_mul(2) + 1024 || e.raw_len > 1 << 34 {
+            return Err(format!("record {} has implausible lengths", e.id.short()));
+        }
+        let payload =
+            &bytes[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + e.payload_len as usize];
+        let decoded;
+        let raw: &[u8] = if e.codec == Codec::Raw {
+            if e.payload_len != e.raw_len {
+                return Err(format!("raw record {} has two lengths", e.id.short()));
+            }
+            payload
+        } else {
+            let mut out = vec![0u8; e.raw_len as usize];
+            crate::codec::decode(e.codec, e.elem as usize, payload, &mut out)
+                .map_err(|d| format!("record {}: {d}", e.id.short()))?;
+            decoded = out;
+            &decoded
+        };
+        let actual = match e.kind {
+            ObjectKind::Chunk => ObjectId::of_chunk(raw),
+            k => ObjectId::of_object(k as u8, e.version, raw),
+        };
+        if actual != e.id {
+            return Err(format!("record {} does not hash to its id", e.id.short()));
+        }
+        Ok(())
+    })?;
+    let largest = entries.iter().map(|e| e.raw_len).max().unwrap_or(0);
+    Ok((entries.len(), largest))
+}
+
 /// Rebuild an index by walking the records of a pack whose bytes are given by `read_at`
 /// (`file_len` bytes in all). Stops at the first record that does not parse: everything
 /// before a truncation or a damaged header is recovered.
@@ -657,6 +723,41 @@ mod tests {
         }
 
         #[test]
+        fn verify_pack_accepts_what_it_wrote_and_catches_damage(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 1..6),
+            flip in any::<u64>(),
+            cut in any::<u64>(),
+        ) {
+            let bytes = test_pack(&chunks);
+            prop_assert_eq!(verify_pack(&bytes).map(|x| x.0), Ok(chunks.len()));
+            // Any byte of a payload changed: caught.
+            let payload_bytes: Vec<usize> = {
+                let mut v = Vec::new();
+                let mut off = PACK_HEADER_LEN as usize;
+                for c in &chunks {
+                    off += RECORD_HEADER_LEN;
+                    v.extend(off..off + c.len());
+                    off += c.len();
+                }
+                v
+            };
+            let mut damaged = bytes.clone();
+            damaged[payload_bytes[flip as usize % payload_bytes.len()]] ^= 1;
+            prop_assert!(verify_pack(&damaged).is_err());
+            // Any byte anywhere changed, or the pack cut short: no panic, and never a
+            // different object count passing.
+            let mut any = bytes.clone();
+            any[flip as usize % bytes.len()] ^= 0x40;
+            prop_assert!(verify_pack(&any).map_or(true, |n| n.0 == chunks.len()));
+            prop_assert!(verify_pack(&bytes[..cut as usize % bytes.len()]).is_err());
+        }
+
+        #[test]
+        fn verify_pack_never_panics(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = verify_pack(&b);
+        }
+
+        #[test]
         fn scan_never_panics(b in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = scan_records(b.len() as u64, |o, buf| {
                 let o = o as usize;
@@ -664,5 +765,24 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    fn test_pack(chunks: &[Vec<u8>]) -> Vec<u8> {
+        let mem = crate::storage::memory::MemoryStorage::default();
+        let mut w = PackWriter::create(&mem).unwrap();
+        for c in chunks {
+            let h = RecordHeader {
+                kind: ObjectKind::Chunk,
+                version: 1,
+                codec: Codec::Raw,
+                elem: 1,
+                raw_len: c.len() as u64,
+                payload_len: c.len() as u64,
+                id: ObjectId::of_chunk(c),
+            };
+            w.append(&h, c).unwrap();
+        }
+        let (id, _, _) = w.finish().unwrap();
+        mem.get(&id.key()).unwrap()
     }
 }

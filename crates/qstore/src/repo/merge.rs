@@ -169,7 +169,7 @@ impl Repository {
     /// due, or another process is merging.
     pub fn auto_merge(&self) -> Result<Option<MergeReport>> {
         let cfg = self.config();
-        if cfg.merge_threshold == 0 || cfg.read_only() {
+        if cfg.merge_threshold == 0 || cfg.read_only() || self.storage().merged_by_server() {
             return Ok(None);
         }
         // Cheap test first: most commits find too few packs.

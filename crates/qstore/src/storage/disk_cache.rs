@@ -174,6 +174,9 @@ impl Storage for DiskCache {
     fn file_count(&self) -> Option<u64> {
         self.inner.file_count()
     }
+    fn merged_by_server(&self) -> bool {
+        self.inner.merged_by_server()
+    }
     fn prefers_few_requests(&self) -> bool {
         self.inner.prefers_few_requests()
     }

@@ -80,6 +80,12 @@ pub trait Storage: Send + Sync + Debug {
     fn prefers_few_requests(&self) -> bool {
         false
     }
+    /// True when a server behind this storage merges packs itself (a repository served by
+    /// `qstore serve`): clients then skip the automatic merge after their commits, which
+    /// would need to delete blobs.
+    fn merged_by_server(&self) -> bool {
+        false
+    }
     /// Number of files the backend uses on a file system, if it has one.
     fn file_count(&self) -> Option<u64> {
         None

@@ -1,0 +1,632 @@
+//! `qstore serve` in-process: the security table (each refusal leaves the repository as it
+//! was), request decoding against arbitrary bodies, TLS group negotiation (post-quantum
+//! hybrid, `--pq-only`, the X25519 fallback curl uses), the engine as a client over TLS
+//! (round trip, one-chunk change sends about one chunk), 16 concurrent committers, and the
+//! route table of docs/server.md.
+
+use qstore::backend::Backends;
+use qstore::{ArrayInfo, CommitOptions, DType, ObjectId, RefName, Repository};
+use qstore_cluster::served::{self, ClientOptions};
+use qstore_server::tokens::{Scope, TokenStore};
+use qstore_server::{Limits, RunningServer, ServeConfig};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: String,
+    server: RunningServer,
+    base: String,
+    ca: Option<PathBuf>,
+    tokens: HashMap<&'static str, String>,
+}
+
+fn fixture_with(limits: Limits, tls: bool, pq_only: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo").to_str().unwrap().to_string();
+    let repo = Repository::open_or_init(&path).unwrap();
+    let store = TokenStore::new(repo.coordination());
+    let mut tokens = HashMap::new();
+    for (name, scope, prefix, expires) in [
+        ("read", Scope::Read, None, None),
+        ("write", Scope::Write, None, None),
+        ("admin", Scope::Admin, None, None),
+        ("exp", Scope::Write, Some("exp-".to_string()), None),
+        (
+            "expired",
+            Scope::Admin,
+            None,
+            Some(std::time::Duration::ZERO),
+        ),
+        ("revoked", Scope::Admin, None, None),
+    ] {
+        let (_, t) = store.create(scope, prefix, expires, name).unwrap();
+        tokens.insert(name, t);
+    }
+    store.revoke(&tokens["revoked"]).unwrap();
+    drop(repo);
+    let (ca, tls_files) = if tls {
+        let (ca, cert, key) = qstore_server::tls::write_self_signed(
+            &dir.path().join("tls"),
+            &["localhost".into(), "127.0.0.1".into()],
+        )
+        .unwrap();
+        (Some(ca), Some((cert, key)))
+    } else {
+        (None, None)
+    };
+    let server = qstore_server::start(ServeConfig {
+        repos: vec![("default".into(), path.clone())],
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: tls_files,
+        pq_only,
+        limits,
+    })
+    .unwrap();
+    let base = format!(
+        "{}://127.0.0.1:{}",
+        if tls { "https" } else { "http" },
+        server.addr.port()
+    );
+    Fixture {
+        _dir: dir,
+        path,
+        server,
+        base,
+        ca,
+        tokens,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(
+        Limits {
+            max_body: 4 << 20,
+            ..Default::default()
+        },
+        false,
+        false,
+    )
+}
+
+impl Fixture {
+    fn url(&self, route: &str) -> String {
+        format!("{}/v1/repos/default/{route}", self.base)
+    }
+
+    fn client(&self, token: &str) -> Repository {
+        let addr = format!("{}/default", self.base);
+        let Backends {
+            storage,
+            coordination,
+        } = served::connect(
+            &addr,
+            false,
+            Some(ClientOptions {
+                token: Some(self.tokens[token].clone()),
+                ca_cert: self.ca.clone(),
+            }),
+        )
+        .unwrap();
+        Repository::open_parts(&addr, storage, coordination.unwrap()).unwrap()
+    }
+
+    /// Refs and packs as stored: what a refusal must leave alone.
+    fn snapshot(&self) -> (Vec<(RefName, ObjectId)>, Vec<String>) {
+        let r = Repository::open(&self.path).unwrap();
+        let refs = r.refs().unwrap();
+        let packs = r.storage().list_keys("packs/").unwrap();
+        (refs, packs)
+    }
+}
+
+/// One request with reqwest; returns (status, body).
+fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+    tls: Option<rustls::ClientConfig>,
+) -> (u16, Vec<u8>) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let url = url.to_string();
+    let token = token.map(str::to_string);
+    qstore_cluster::runtime::block_on(async move {
+        let mut b = reqwest::Client::builder().no_proxy();
+        if let Some(t) = tls {
+            b = b.tls_backend_preconfigured(t);
+        }
+        let c = b.build().unwrap();
+        let mut rb = c.request(method, url).body(body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        match rb.send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.bytes().await.unwrap_or_default().to_vec())
+            }
+            Err(e) => (0, format!("{e:?}").into_bytes()),
+        }
+    })
+    .unwrap()
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(b)))
+}
+
+fn state(n: u32, seed: u64) -> Vec<u8> {
+    let mut v = vec![0f64; 2 << n];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for a in v.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *a = (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+    }
+    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    v.iter_mut().for_each(|a| *a /= norm);
+    bytemuck::cast_slice(&v).to_vec()
+}
+
+fn put(repo: &Repository, branch: &str, path: &str, data: &[u8]) -> ObjectId {
+    let mut tx = repo.transaction(branch).unwrap();
+    let info = ArrayInfo {
+        dtype: DType::Complex128,
+        shape: vec![data.len() as u64 / 16],
+    };
+    tx.put(path, &info, data, &Default::default()).unwrap();
+    tx.commit(CommitOptions {
+        message: format!("put {path}"),
+        author: "test".into(),
+        metadata: Default::default(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn security_table_refuses_and_changes_nothing() {
+    let f = fixture();
+    let admin = f.client("admin");
+    let head = put(&admin, "main", "psi", &state(8, 1));
+    let before = f.snapshot();
+    let pack = before.1[0].clone();
+    let pack_bytes = Repository::open(&f.path)
+        .unwrap()
+        .storage()
+        .get(&pack)
+        .unwrap();
+    let t = |n: &str| Some(f.tokens[n].clone());
+    let cas = |name: &str| {
+        serde_json::to_vec(
+            &serde_json::json!({"name": name, "expected": head.to_hex(), "new": null}),
+        )
+        .unwrap()
+    };
+    let new_pack = "packs/00112233445566778899aabbccddeeff.pack";
+    #[allow(clippy::type_complexity)]
+    let table: Vec<(&str, &str, String, Option<String>, Vec<u8>, u16)> = vec![
+        ("no token", "GET", f.url("refs"), None, vec![], 401),
+        ("malformed token", "GET", f.url("refs"), Some("qst_nope".into()), vec![], 401),
+        ("unknown token", "GET", f.url("refs"), Some(format!("qst_{}_{}", "0".repeat(16), "0".repeat(64))), vec![], 401),
+        ("expired token", "GET", f.url("refs"), t("expired"), vec![], 401),
+        ("revoked token", "GET", f.url("refs"), t("revoked"), vec![], 401),
+        ("read token uploads", "PUT", f.url(&format!("store/blob?key={new_pack}")), t("read"), pack_bytes.clone(), 403),
+        ("read token moves a ref", "POST", f.url("store/cas"), t("read"), cas("branches/main"), 403),
+        ("read token puts a state", "PUT", f.url("data/x?shape=2"), t("read"), vec![0; 32], 403),
+        ("exp- token moves main", "POST", f.url("store/cas"), t("exp"), cas("branches/main"), 403),
+        ("exp- token moves main (API)", "POST", f.url("refs"), t("exp"), serde_json::to_vec(&serde_json::json!({"name": "branches/main", "target": "main", "expected": head.to_hex()})).unwrap(), 403),
+        ("exp- token commits to main", "PUT", f.url("data/x?shape=2&branch=main"), t("exp"), vec![0; 32], 403),
+        ("write token deletes a blob", "DELETE", f.url(&format!("store/blob?key={pack}")), t("write"), vec![], 403),
+        ("write token runs gc", "POST", f.url("gc"), t("write"), vec![], 403),
+        ("write token overwrites the config", "PUT", f.url("store/blob?key=config.json&mode=overwrite"), t("write"), b"{}".to_vec(), 403),
+        ("write token reads the tokens", "GET", f.url("store/document?name=access-tokens.json"), t("write"), vec![], 400),
+        ("oversized body", "PUT", f.url(&format!("store/blob?key={new_pack}")), t("admin"), vec![0; 5 << 20], 413),
+        ("oversized state", "PUT", f.url("data/big?shape=327680"), t("admin"), vec![0; 5 << 20], 413),
+        ("key traversal", "GET", f.url("store/blob?key=packs/../config.json"), t("admin"), vec![], 400),
+        ("absolute key", "GET", f.url("store/blob?key=/etc/passwd"), t("admin"), vec![], 400),
+        ("key outside packs", "PUT", f.url("store/blob?key=refs/main"), t("admin"), vec![1], 400),
+        ("state path traversal", "GET", f.url("states/a%2F..%2Fb"), t("admin"), vec![], 400),
+        ("state path encoded traversal", "GET", f.url("data/..%2Fconfig.json"), t("admin"), vec![], 400),
+        ("malformed ref name", "POST", f.url("store/cas"), t("admin"), cas("branches/../main"), 400),
+        ("ref outside branches and tags", "GET", f.url("store/ref?name=refs/x"), t("admin"), vec![], 400),
+        ("malformed repository name", "GET", format!("{}/v1/repos/a%2F..%2Fb/refs", f.base), t("admin"), vec![], 400),
+        ("malformed JSON", "POST", f.url("store/cas"), t("admin"), b"{\"name\": ".to_vec(), 400),
+        ("JSON of the wrong shape", "POST", f.url("store/lock"), t("admin"), b"[1,2]".to_vec(), 400),
+        ("malformed commit id", "POST", f.url("store/cas"), t("admin"), br#"{"name":"branches/main","expected":"zz","new":null}"#.to_vec(), 400),
+        ("ref to a commit not stored", "POST", f.url("store/cas"), t("admin"), serde_json::to_vec(&serde_json::json!({"name": "branches/main", "expected": head.to_hex(), "new": "11".repeat(32)})).unwrap(), 400),
+        ("truncated pack", "PUT", f.url(&format!("store/blob?key={new_pack}")), t("admin"), pack_bytes[..pack_bytes.len() / 2].to_vec(), 400),
+        ("damaged pack", "PUT", f.url(&format!("store/blob?key={new_pack}")), t("admin"), { let mut b = pack_bytes.clone(); b[40] ^= 1; b }, 400),
+        ("garbage pack", "PUT", f.url(&format!("store/blob?key={new_pack}")), t("admin"), vec![7; 1000], 400),
+        ("truncated state body", "PUT", f.url("data/x?shape=256"), t("admin"), vec![0; 1000], 400),
+        ("malformed shape", "PUT", f.url("data/x?shape=1,,2"), t("admin"), vec![0; 16], 400),
+        ("unknown dtype", "PUT", f.url("data/x?dtype=complex7"), t("admin"), vec![0; 16], 400),
+        ("NaN state", "PUT", f.url("data/x?shape=2"), t("admin"), [f64::NAN.to_le_bytes(), [0; 8], [0; 8], [0; 8]].concat(), 400),
+    ];
+    let mut failures = Vec::new();
+    for (what, method, url, token, body, want) in table {
+        let (status, body) = http(method, &url, token.as_deref(), body, None);
+        if status != want {
+            failures.push(format!(
+                "{what}: {status} (wanted {want}): {}",
+                String::from_utf8_lossy(&body)
+            ));
+            continue;
+        }
+        // Every refusal is JSON with a kind.
+        let j = json(&body);
+        assert!(
+            j["kind"].is_string() && j["error"].is_string(),
+            "{what}: {j}"
+        );
+        // No secret in any answer.
+        for tok in f.tokens.values() {
+            assert!(
+                !String::from_utf8_lossy(&body).contains(tok.as_str()),
+                "{what}"
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(f.snapshot(), before, "a refusal changed the repository");
+    let r = Repository::open(&f.path).unwrap();
+    assert!(r.fsck(true).unwrap().healthy());
+
+    // What the scopes do allow.
+    let (s, b) = http(
+        "POST",
+        &f.url("store/cas"),
+        t("exp").as_deref(),
+        serde_json::to_vec(
+            &serde_json::json!({"name": "branches/exp-a", "expected": null, "new": head.to_hex()}),
+        )
+        .unwrap(),
+        None,
+    );
+    assert_eq!((s, json(&b)["swapped"].as_bool()), (200, Some(true)));
+    let (s, b) = http("GET", &f.url("whoami"), t("read").as_deref(), vec![], None);
+    assert_eq!(s, 200);
+    assert_eq!(json(&b)["scope"], "read");
+    assert_eq!(
+        http("GET", &format!("{}/healthz", f.base), None, vec![], None).0,
+        200
+    );
+    let (s, m) = http("GET", &format!("{}/metrics", f.base), None, vec![], None);
+    assert_eq!(s, 200);
+    let m = String::from_utf8(m).unwrap();
+    assert!(m.contains("qstore_requests_total{status=\"401\"} 5"), "{m}");
+    assert!(
+        m.contains("qstore_refusals_total{kind=\"too_large\"} 2"),
+        "{m}"
+    );
+}
+
+#[test]
+fn arbitrary_request_bodies_are_refused_cleanly() {
+    use proptest::prelude::*;
+    let f = fixture();
+    let admin = f.client("admin");
+    put(&admin, "main", "psi", &state(6, 2));
+    let before = f.snapshot();
+    let token = f.tokens["admin"].clone();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 48,
+        ..Default::default()
+    });
+    let routes = [
+        ("POST", "store/cas"),
+        ("POST", "store/lock"),
+        ("POST", "store/lease/renew"),
+        ("POST", "store/bind"),
+        ("POST", "refs"),
+        ("POST", "gc"),
+        (
+            "PUT",
+            "store/blob?key=packs/00000000000000000000000000000001.pack",
+        ),
+    ];
+    runner
+        .run(
+            &(
+                0..routes.len(),
+                proptest::collection::vec(any::<u8>(), 0..600),
+            ),
+            |(i, body)| {
+                let (m, r) = routes[i];
+                let (status, answer) = http(m, &f.url(r), Some(&token), body, None);
+                // Either accepted (a body that happens to be valid) or refused as bad input;
+                // never a server error and never a dropped connection.
+                prop_assert!(
+                    status == 200
+                        || status == 204
+                        || status == 400
+                        || status == 404
+                        || status == 409,
+                    "{m} {r}: {status} {}",
+                    String::from_utf8_lossy(&answer)
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+    let after = f.snapshot();
+    assert_eq!(after.0, before.0, "an arbitrary body moved a ref");
+    assert!(
+        !after
+            .1
+            .iter()
+            .any(|k| k.ends_with("00000000000000000000000000000001.pack")),
+        "an arbitrary body stored a pack"
+    );
+    assert!(
+        Repository::open(&f.path)
+            .unwrap()
+            .fsck(true)
+            .unwrap()
+            .healthy()
+    );
+}
+
+fn client_tls(
+    ca: &Path,
+    groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> rustls::ClientConfig {
+    let mut p = served::pq_provider();
+    p.kx_groups = groups;
+    served::tls_client_config(Some(ca), p).unwrap()
+}
+
+#[test]
+fn tls_prefers_ml_kem_and_pq_only_refuses_classical_clients() {
+    use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
+    let f = fixture_with(Limits::default(), true, false);
+    let ca = f.ca.clone().unwrap();
+    let read = f.tokens["read"].clone();
+    let who = |tls| {
+        let (s, b) = http("GET", &f.url("whoami"), Some(&read), vec![], Some(tls));
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        json(&b)["tls_group"].as_str().unwrap().to_string()
+    };
+    assert_eq!(who(client_tls(&ca, vec![X25519MLKEM768])), "X25519MLKEM768");
+    assert_eq!(
+        who(client_tls(&ca, vec![X25519MLKEM768, X25519])),
+        "X25519MLKEM768"
+    );
+    assert_eq!(who(client_tls(&ca, vec![X25519])), "X25519");
+    let (_, m) = http(
+        "GET",
+        &format!("{}/metrics", f.base),
+        None,
+        vec![],
+        Some(client_tls(&ca, vec![X25519MLKEM768])),
+    );
+    let m = String::from_utf8(m).unwrap();
+    assert!(
+        m.contains("qstore_tls_handshakes_total{group=\"X25519MLKEM768\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("qstore_tls_handshakes_total{group=\"X25519\"} 1"),
+        "{m}"
+    );
+
+    // curl (OpenSSL without ML-KEM) connects through the X25519 fallback.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(&ca)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {read}"))
+        .arg(f.url("whoami"))
+        .output()
+        .expect("curl is installed by the test script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out.stdout)["tls_group"], "X25519");
+    // Without the CA, clients refuse the server.
+    let plain = served::tls_client_config(None, served::pq_provider()).unwrap();
+    assert_eq!(
+        http("GET", &f.url("whoami"), Some(&read), vec![], Some(plain)).0,
+        0
+    );
+
+    let pq = fixture_with(Limits::default(), true, true);
+    let ca = pq.ca.clone().unwrap();
+    let read = pq.tokens["read"].clone();
+    let (s, b) = http(
+        "GET",
+        &pq.url("whoami"),
+        Some(&read),
+        vec![],
+        Some(client_tls(&ca, vec![X25519MLKEM768])),
+    );
+    assert_eq!(
+        (s, json(&b)["tls_group"].as_str().map(str::to_string)),
+        (200, Some("X25519MLKEM768".into()))
+    );
+    let (s, b) = http(
+        "GET",
+        &pq.url("whoami"),
+        Some(&read),
+        vec![],
+        Some(client_tls(&ca, vec![X25519])),
+    );
+    assert_eq!(s, 0, "an X25519-only client got through --pq-only");
+    assert!(
+        String::from_utf8_lossy(&b).contains("HandshakeFailure")
+            || String::from_utf8_lossy(&b).contains("handshake"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&ca)
+        .arg(pq.url("whoami"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "curl got through --pq-only");
+    let (_, m) = http(
+        "GET",
+        &format!("{}/metrics", pq.base),
+        None,
+        vec![],
+        Some(client_tls(&ca, vec![X25519MLKEM768])),
+    );
+    assert!(
+        String::from_utf8(m)
+            .unwrap()
+            .contains("qstore_tls_handshake_failures_total 2")
+    );
+}
+
+#[test]
+fn engine_over_tls_round_trips_and_sends_only_new_chunks() {
+    let f = fixture_with(Limits::default(), true, false);
+    let c = f.client("write");
+    // 2^20 amplitudes = 16 MiB, 16 chunks of 1 MiB.
+    let mut psi = state(20, 3);
+    let first = put(&c, "main", "run/psi", &psi);
+    let got = c.reader("main", "run/psi").unwrap().read_all().unwrap();
+    assert_eq!(got, psi);
+    // Change one amplitude: one chunk differs.
+    psi[5 << 20] ^= 1;
+    let received = |f: &Fixture| {
+        f.server
+            .state
+            .metrics
+            .bytes_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = received(&f);
+    let second = put(&c, "main", "run/psi", &psi);
+    let sent = received(&f) - before;
+    let chunk = c.config().chunk_size;
+    assert!(
+        sent <= 2 * chunk,
+        "a one-chunk change sent {sent} bytes (chunk {chunk})"
+    );
+    assert_ne!(first, second);
+    // Another client (a reader) sees it; the log and diff work through the engine.
+    let r = f.client("read");
+    assert_eq!(
+        r.reader("main", "run/psi").unwrap().read_all().unwrap(),
+        psi
+    );
+    assert_eq!(r.log("main", 10).unwrap().len(), 3);
+    assert_eq!(r.diff(&first.to_hex(), &second.to_hex()).unwrap().len(), 1);
+    // A read token cannot commit through the engine either: not authorised, nothing moved.
+    let e = (|| {
+        let mut tx = r.transaction("main")?;
+        tx.put(
+            "x",
+            &ArrayInfo {
+                dtype: DType::Complex128,
+                shape: vec![2],
+            },
+            &state(1, 1),
+            &Default::default(),
+        )?;
+        tx.commit(CommitOptions {
+            message: "x".into(),
+            author: "t".into(),
+            metadata: Default::default(),
+        })
+    })()
+    .unwrap_err();
+    assert!(matches!(e, qstore::Error::Unauthorised { .. }), "{e}");
+    assert_eq!(r.branch_head("main").unwrap(), second);
+    // The API reads the same amplitudes back, in ranges.
+    let (s, b) = http(
+        "GET",
+        &f.url("data/run/psi?start=100&count=3"),
+        Some(&f.tokens["read"]),
+        vec![],
+        Some(served::tls_client_config(f.ca.as_deref(), served::pq_provider()).unwrap()),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(b, psi[100 * 16..103 * 16]);
+    assert!(
+        Repository::open(&f.path)
+            .unwrap()
+            .fsck(true)
+            .unwrap()
+            .healthy()
+    );
+}
+
+#[test]
+fn sixteen_clients_committing_to_one_branch_lose_nothing() {
+    let f = fixture_with(Limits::default(), true, false);
+    let per = 3;
+    std::thread::scope(|s| {
+        for i in 0..16 {
+            let f = &f;
+            s.spawn(move || {
+                let c = f.client("write");
+                for j in 0..per {
+                    put(
+                        &c,
+                        "main",
+                        &format!("c{i}/s{j}"),
+                        &state(6, (i * 100 + j) as u64),
+                    );
+                }
+            });
+        }
+    });
+    let r = Repository::open(&f.path).unwrap();
+    let head = r.resolve("main").unwrap();
+    let states = r.list_states(&head, None).unwrap();
+    assert_eq!(states.len(), 16 * per, "a commit was lost");
+    assert_eq!(r.log("main", 1000).unwrap().len(), 16 * per + 1);
+    for i in 0..16 {
+        for j in 0..per {
+            let got = r
+                .reader("main", &format!("c{i}/s{j}"))
+                .unwrap()
+                .read_all()
+                .unwrap();
+            assert_eq!(got, state(6, (i * 100 + j) as u64));
+        }
+    }
+    assert!(r.fsck(true).unwrap().healthy());
+}
+
+#[test]
+fn docs_list_exactly_the_routes_the_server_has() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/server.md"))
+        .unwrap();
+    let mut documented = Vec::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() >= 4 && ["GET", "PUT", "POST", "DELETE"].contains(&cells[1]) {
+            documented.push((
+                cells[1].to_string(),
+                cells[2].trim_matches('`').to_string(),
+                cells[3].to_string(),
+            ));
+        }
+    }
+    let routes: Vec<(String, String, String)> = qstore_server::ROUTES
+        .iter()
+        .map(|(m, p, s)| (m.to_string(), p.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(documented, routes, "docs/server.md and ROUTES differ");
+    // Every listed route exists: with an admin token no route answers "no such route" or 405.
+    let f = fixture();
+    for (m, p, _) in &routes {
+        let url = format!(
+            "{}{}",
+            f.base,
+            p.replace("{repo}", "default").replace("{*path}", "psi")
+        );
+        let (s, b) = http(m, &url, Some(&f.tokens["admin"]), vec![], None);
+        assert_ne!(s, 405, "{m} {p}");
+        if s == 404 {
+            assert_ne!(json(&b)["kind"], "no_route", "{m} {p}");
+        }
+    }
+}
