@@ -17,9 +17,11 @@ from .errors import (
     Corrupt,
     Error,
     InvalidState,
+    NotAuthorised,
     NotFound,
     QuotaExceeded,
     StorageError,
+    Unavailable,
 )
 from .repository import (
     Commit,
@@ -56,4 +58,6 @@ __all__ = [
     "QuotaExceeded",
     "InvalidState",
     "StorageError",
+    "NotAuthorised",
+    "Unavailable",
 ]

@@ -640,16 +640,31 @@ def open(
     *,
     create: bool = True,
     refs: Optional[str] = None,
+    token: Optional[str] = None,
+    ca_cert: Union[str, "os.PathLike[str]", None] = None,
 ) -> Repository:
-    """Open the repository at ``url`` (a path, ``file:///path``, ``memory://name`` or
-    ``s3://BUCKET/PREFIX?endpoint=...&refs=etcd://HOST:PORT/PREFIX``; default
-    ``$QSTORE_REPO``), creating it when missing unless ``create=False``. ``refs`` (default
-    ``$QSTORE_REFS``) names the ref store of an ``s3://`` repository whose address has none;
-    S3 credentials come from the standard AWS environment variables."""
+    """Open the repository at ``url`` (a path, ``file:///path``, ``memory://name``,
+    ``s3://BUCKET/PREFIX?endpoint=...&refs=etcd://HOST:PORT/PREFIX``, or
+    ``https://HOST:PORT/NAME`` of ``qstore serve``; default ``$QSTORE_REPO``), creating it
+    when missing unless ``create=False`` (served repositories are never created from here).
+    ``refs`` (default ``$QSTORE_REFS``) names the ref store of an ``s3://`` repository whose
+    address has none; S3 credentials come from the standard AWS environment variables. For a
+    served repository, ``token`` (default ``$QSTORE_TOKEN`` or the file ``$QSTORE_TOKEN_FILE``)
+    and ``ca_cert`` (a PEM file trusted besides the system roots; default
+    ``$QSTORE_CA_CERT``); refusals raise :class:`qstore.errors.NotAuthorised`, an unreachable
+    server :class:`qstore.errors.Unavailable`."""
     if url is None:
         url = os.environ.get("QSTORE_REPO")
         if not url:
             raise InvalidState("no repository given: pass a path or set QSTORE_REPO")
     if refs is None:
         refs = os.environ.get("QSTORE_REFS") or None
-    return Repository(NativeRepository(os.fspath(url), create, refs))
+    return Repository(
+        NativeRepository(
+            os.fspath(url),
+            create,
+            refs,
+            token,
+            os.fspath(ca_cert) if ca_cert is not None else None,
+        )
+    )

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_history;
 mod bench_remote;
+mod bench_served;
 mod demo;
 mod output;
 mod remote;
@@ -263,6 +264,11 @@ enum Cmd {
         /// of growing size, and 2,000 one-state commits (see the README).
         #[arg(long)]
         history: bool,
+        /// Measure `qstore serve` instead: put, get, push and pull over loopback TLS against
+        /// a local repository, and the bytes a one-chunk change sends (size: the first of
+        /// --sizes, 1G by default).
+        #[arg(long)]
+        served: bool,
         /// Directory sizes of --history (entries).
         #[arg(
             long,
@@ -1332,6 +1338,20 @@ fn run(cli: Cli) -> Result<()> {
             json_out.as_ref(),
             &out,
         )?,
+        Cmd::Bench {
+            dir,
+            served: true,
+            sizes,
+            json_out,
+            ..
+        } => {
+            let bytes = if sizes.len() > 1 {
+                1 << 30
+            } else {
+                bench::parse_size(&sizes[0])?
+            };
+            bench_served::run(&dir, bytes, json_out.as_ref(), &out)?
+        }
         Cmd::BenchCommit { path, seed } => {
             let one = bench_history::commit_one(&repo_address(&cli.repo)?, &path, seed)?;
             println!("{}", serde_json::to_string(&one)?);

@@ -48,6 +48,11 @@ fn options() -> Result<ClientOptions> {
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .unwrap_or_default();
+    with_fallbacks(set)
+}
+
+/// `set`, with each unset field taken from the environment.
+fn with_fallbacks(set: ClientOptions) -> Result<ClientOptions> {
     let token = match set.token {
         Some(t) => Some(t),
         None => match std::env::var("QSTORE_TOKEN") {
@@ -814,8 +819,9 @@ impl qstore::backend::Connector for ServedConnector {
     }
 }
 
-/// The backends of a served repository at `address`, with explicit options (or the
-/// current ones): for programs that talk to several servers with different tokens.
+/// The backends of a served repository at `address`, with explicit options (unset fields
+/// from the environment), or the current ones: for programs that talk to several servers
+/// with different tokens.
 pub fn connect(
     address: &str,
     create: bool,
@@ -830,7 +836,7 @@ pub fn connect(
             )));
         }
         let conn = match opts {
-            Some(o) => Conn::with_options(&a, o)?,
+            Some(o) => Conn::with_options(&a, with_fallbacks(o)?)?,
             None => Conn::new(&a)?,
         };
         let info: wire::CoordinationInfo =

@@ -78,15 +78,38 @@ pub struct NativeRepository {
 #[pymethods]
 impl NativeRepository {
     /// Open the repository at `address` (`file:///path`, a plain path, `memory://name`, or
-    /// `s3://BUCKET/PREFIX?...`, with its ref store `refs` if the address has none); with
-    /// `create`, make it when missing.
+    /// `s3://BUCKET/PREFIX?...`, with its ref store `refs` if the address has none, or
+    /// `https://HOST:PORT/NAME` of `qstore serve`, with `token` and `ca_cert` if given, else
+    /// from the environment); with `create`, make it when missing (not for served ones).
     #[new]
-    #[pyo3(signature = (address, create = true, refs = None))]
-    fn new(py: Python<'_>, address: &str, create: bool, refs: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (address, create = true, refs = None, token = None, ca_cert = None))]
+    fn new(
+        py: Python<'_>,
+        address: &str,
+        create: bool,
+        refs: Option<&str>,
+        token: Option<String>,
+        ca_cert: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
+        let served = address.starts_with("https://") || address.starts_with("http://");
+        if served && (token.is_some() || ca_cert.is_some()) {
+            let opts = qstore_cluster::served::ClientOptions { token, ca_cert };
+            let addr = address.to_string();
+            let repo = py
+                .detach(|| {
+                    let b = qstore_cluster::served::connect(&addr, false, Some(opts))?;
+                    let coord = b.coordination.ok_or_else(|| {
+                        qstore::Error::BadAddress(format!("{addr}: no coordination"))
+                    })?;
+                    Repository::open_parts(&addr, b.storage, coord)
+                })
+                .py_err()?;
+            return Ok(NativeRepository { repo });
+        }
         let address = &qstore_cluster::with_refs(address, refs);
         let repo = py
             .detach(|| {
-                if create {
+                if create && !served {
                     Repository::open_or_init(address)
                 } else {
                     Repository::open(address)

@@ -78,6 +78,13 @@ pub struct Served {
     pub(crate) merging: AtomicBool,
 }
 
+impl Served {
+    /// Whether a background pack merge of this repository is running now.
+    pub fn merging(&self) -> bool {
+        self.merging.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     pub repos: BTreeMap<String, Arc<Served>>,
@@ -493,7 +500,20 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     limit: u64,
 ) -> ApiResult<Vec<u8>> {
+    read_body_with(state, headers, body, limit, |_| true).await
+}
+
+/// [`read_body`], handing each piece within the limit to `on_piece` as it arrives (false:
+/// stop handing them).
+pub(crate) async fn read_body_with(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: u64,
+    mut on_piece: impl FnMut(&axum::body::Bytes) -> bool,
+) -> ApiResult<Vec<u8>> {
     use http_body_util::BodyExt;
+    let mut handing = true;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -530,6 +550,9 @@ pub(crate) async fn read_body(
                     return Err(too_large(declared));
                 }
                 continue;
+            }
+            if handing {
+                handing = on_piece(&data);
             }
             out.extend_from_slice(&data);
         }

@@ -149,23 +149,74 @@ async fn put_blob(
             )));
         }
     };
+    if is_pack {
+        return receive_pack(&st, s, q.key, &headers, body).await;
+    }
     let data = crate::read_body(&st, &headers, body, st.limits.max_body).await?;
-    let max_chunk = st.limits.max_chunk;
-    let written = blocking(move || {
-        if is_pack {
-            let largest = qstore::format::pack::verify_pack(&data)
-                .map_err(|why| ApiError::bad_request(format!("pack {}: {why}", q.key)))?;
-            if largest.1 > max_chunk {
-                return Err(ApiError::too_large(format!(
-                    "pack {} holds an object of {} bytes, over the chunk limit of {max_chunk}",
-                    q.key, largest.1
-                )));
+    let written =
+        blocking(move || Ok(s.repo.storage().put(&q.key, &data, mode)? == PutOutcome::Written))
+            .await?;
+    Ok(axum::Json(wire::PutAnswer { written }))
+}
+
+/// Receive a pack: its bytes go to storage as they arrive (overlapping the upload with the
+/// disk writes) and are kept in memory; the pack becomes visible only when the whole of it
+/// passed [`qstore::format::pack::verify_pack`] and the chunk limit. A pack that fails, or
+/// a body that breaks off, is abandoned: nothing is stored.
+async fn receive_pack(
+    st: &Arc<AppState>,
+    s: Arc<Served>,
+    key: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<axum::Json<wire::PutAnswer>> {
+    let s2 = s.clone();
+    let k2 = key.clone();
+    if blocking(move || match s2.repo.storage().size(&k2) {
+        Ok(_) => Ok(true),
+        Err(qstore::Error::BlobNotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    })
+    .await?
+    {
+        return Ok(axum::Json(wire::PutAnswer { written: false }));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let (s2, k2) = (s.clone(), key.clone());
+    let writing = tokio::task::spawn_blocking(
+        move || -> qstore::Result<Box<dyn qstore::storage::BlobWriter>> {
+            let mut w = s2.repo.storage().writer(&k2)?;
+            for piece in rx {
+                w.write_all(&piece)?;
             }
+            Ok(w)
+        },
+    );
+    let mut tx = Some(tx);
+    let received = crate::read_body_with(st, headers, body, st.limits.max_body, |piece| {
+        tx.as_ref().is_some_and(|t| t.send(piece.clone()).is_ok())
+    })
+    .await;
+    drop(tx.take());
+    let writer = writing
+        .await
+        .map_err(|e| ApiError::internal(format!("worker: {e}")))?;
+    let data = received?;
+    let writer = writer?;
+    let max_chunk = st.limits.max_chunk;
+    blocking(move || {
+        let (_, largest) = qstore::format::pack::verify_pack(&data)
+            .map_err(|why| ApiError::bad_request(format!("pack {key}: {why}")))?;
+        if largest > max_chunk {
+            return Err(ApiError::too_large(format!(
+                "pack {key} holds an object of {largest} bytes, over the chunk limit of {max_chunk}"
+            )));
         }
-        Ok(s.repo.storage().put(&q.key, &data, mode)? == PutOutcome::Written)
+        writer.finish()?;
+        Ok(())
     })
     .await?;
-    Ok(axum::Json(wire::PutAnswer { written }))
+    Ok(axum::Json(wire::PutAnswer { written: true }))
 }
 
 async fn delete_blob(
