@@ -1,9 +1,10 @@
 //! `qstore bench --served`: a repository behind `qstore serve` over loopback TLS
 //! (X25519MLKEM768, a self-signed CA) against the same operations on a local repository, in
 //! one run. Rows: put (a durable commit) and a cold get of one incompressible state; a put
-//! after one chunk changed, with the bytes the server received; `push` of a state committed
-//! locally to the served repository and `pull` of it into a fresh local one, against the
-//! local put and get of the same bytes. The server runs in this process (its own runtime and
+//! after one chunk changed, with the bytes the server received; `push` of a new state
+//! committed locally to the served repository and `pull` of it into another local
+//! repository that already holds the rest, both against the local put of the same bytes.
+//! The server runs in this process (its own runtime and
 //! listener), so the client and server share the machine as they would on loopback.
 
 use crate::output::{Out, human_bytes};
@@ -23,8 +24,9 @@ pub struct ServedRow {
     pub gib_per_s: f64,
     /// Local time over served time for the same work (1.0 = as fast as local).
     pub ratio_to_local: Option<f64>,
-    /// Bytes the server received (request bodies), where the row uploads.
-    pub received_bytes: Option<u64>,
+    /// Bytes that crossed the network for the row: request bodies the server received for
+    /// puts and pushes, the records a pull copied.
+    pub transferred_bytes: Option<u64>,
     /// The TLS key-exchange group of the connection.
     pub tls_group: Option<String>,
 }
@@ -125,7 +127,7 @@ pub fn run(dir: &Path, bytes: u64, json_out: Option<&std::path::PathBuf>, out: &
             seconds: secs,
             gib_per_s: gib_s(bytes, secs),
             ratio_to_local: ratio,
-            received_bytes: recv,
+            transferred_bytes: recv,
             tls_group: if tls { group() } else { None },
         });
     };
@@ -184,20 +186,23 @@ pub fn run(dir: &Path, bytes: u64, json_out: Option<&std::path::PathBuf>, out: &
         Some(received() - r0),
         true,
     );
+    // The destination of the pull already holds the served repository's main (untimed), so
+    // the timed pull copies exactly the new state, as the push did.
     let other = Repository::init(&s("pulled")?, local.config_for_copy())?;
+    other.pull(&url, &["main:base".to_string()], &Default::default())?;
     // The server merges the pushed packs in the background; the pull is timed after that.
     while server.state.repos.values().any(|r| r.merging()) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     settle();
     let t = Instant::now();
-    other.pull(&url, &["pushed:pulled".to_string()], &Default::default())?;
+    let report = other.pull(&url, &["pushed:pulled".to_string()], &Default::default())?;
     let pull = t.elapsed().as_secs_f64();
     row(
         "pull served -> local over TLS",
         pull,
         Some(local_put2 / pull),
-        None,
+        Some(report.bytes_sent),
         true,
     );
     anyhow::ensure!(
@@ -213,7 +218,7 @@ pub fn run(dir: &Path, bytes: u64, json_out: Option<&std::path::PathBuf>, out: &
         );
         s += &format!(
             "{:<32} {:>9} {:>9} {:>9} {:>12}  {}\n",
-            "operation", "seconds", "GiB/s", "vs local", "received", "TLS group"
+            "operation", "seconds", "GiB/s", "vs local", "sent", "TLS group"
         );
         for r in &rows {
             s += &format!(
@@ -224,7 +229,7 @@ pub fn run(dir: &Path, bytes: u64, json_out: Option<&std::path::PathBuf>, out: &
                 r.ratio_to_local
                     .map(|x| format!("{x:.2}x"))
                     .unwrap_or_else(|| "-".into()),
-                r.received_bytes
+                r.transferred_bytes
                     .map(|b| human_bytes(b as u128))
                     .unwrap_or_else(|| "-".into()),
                 r.tls_group.clone().unwrap_or_else(|| "-".into())

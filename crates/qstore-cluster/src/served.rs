@@ -145,6 +145,17 @@ impl ServedAddress {
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |why: &str| Error::BadAddress(format!("{s}: {why}"));
         let url = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        // The URL parser folds `.` and `..` away; such a path names no repository.
+        let raw_path = s
+            .split_once("://")
+            .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+            .unwrap_or("");
+        if raw_path.split(['/', '?', '#']).any(|seg| {
+            let seg = seg.to_ascii_lowercase();
+            seg == "." || seg == ".." || seg.contains("%2e") || seg.contains("%2f")
+        }) {
+            return Err(bad("the repository name is [A-Za-z0-9._-], one path segment"));
+        }
         let scheme = url.scheme().to_string();
         if scheme != "https" && scheme != "http" {
             return Err(bad("not an https:// address"));

@@ -612,11 +612,11 @@ fn send(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<_>>>(1);
         let reader = s.spawn(move || {
             for batch in batches {
-                let read = || crate::par::map(batch, |(id, kind)| src.verified_record(&id, kind));
                 let recs = if remote {
-                    crate::par::on_remote_pool(read)
+                    // Back-to-back records in one request each run.
+                    crate::par::on_remote_pool(|| src.verified_records(&batch))
                 } else {
-                    read()
+                    crate::par::map(batch, |(id, kind)| src.verified_record(&id, kind))
                 };
                 if tx.send(recs).is_err() {
                     break; // the writer stopped on an error
@@ -625,7 +625,8 @@ fn send(
         });
         for recs in rx {
             for r in recs {
-                let (h, payload) = r?;
+                let (h, rec) = r?;
+                let payload = &rec[crate::format::record::RECORD_HEADER_LEN..];
                 if h.kind == ObjectKind::Tree && h.version >= 3 && !dst.config().has_format_4() {
                     // Only lossy or near-Hermitian states need such nodes; an older
                     // destination must not get them (its builds could not read them).
@@ -636,7 +637,7 @@ fn send(
                         dst.config().format_version
                     )));
                 }
-                writer.append(&h, &payload)?;
+                writer.append(&h, payload)?;
                 report.objects_sent += 1;
                 if h.kind == ObjectKind::Chunk {
                     report.chunks_sent += 1;
