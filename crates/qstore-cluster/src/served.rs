@@ -154,7 +154,9 @@ impl ServedAddress {
             let seg = seg.to_ascii_lowercase();
             seg == "." || seg == ".." || seg.contains("%2e") || seg.contains("%2f")
         }) {
-            return Err(bad("the repository name is [A-Za-z0-9._-], one path segment"));
+            return Err(bad(
+                "the repository name is [A-Za-z0-9._-], one path segment",
+            ));
         }
         let scheme = url.scheme().to_string();
         if scheme != "https" && scheme != "http" {

@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Limits of the server.
 #[derive(Clone, Debug)]
@@ -358,18 +359,14 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     let span = tracing::info_span!("request", %method, %path);
     let started = Instant::now();
     let limit = state.limits.request_timeout;
-    let resp = {
-        let _e = span.enter();
-        drop(_e);
-        match tokio::time::timeout(limit, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!("the request took longer than {}s", limit.as_secs()),
-            )
-            .into_response(),
-        }
+    let resp = match tokio::time::timeout(limit, next.run(req).instrument(span.clone())).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {}s", limit.as_secs()),
+        )
+        .into_response(),
     };
     let status = resp.status().as_u16();
     state.metrics.request(status);

@@ -313,7 +313,6 @@ async fn list_refs(
 }
 
 async fn cas(
-    State(st): St,
     Extension(s): Srv,
     Extension(g): Gr,
     body: Bytes,
@@ -350,7 +349,7 @@ async fn cas(
     .await?;
     let answer = match out {
         CasOutcome::Swapped => {
-            merge_soon(&st, &s);
+            merge_soon(&s);
             wire::CasAnswer {
                 swapped: true,
                 actual: None,
@@ -365,7 +364,7 @@ async fn cas(
 }
 
 /// Merge small packs in the background, once at a time per repository.
-pub(crate) fn merge_soon(_st: &AppState, s: &Arc<Served>) {
+pub(crate) fn merge_soon(s: &Arc<Served>) {
     if s.merging.swap(true, Ordering::SeqCst) {
         return;
     }
