@@ -27,6 +27,13 @@ type Srv = Extension<Arc<Served>>;
 type Gr = Extension<Grant>;
 type Params = Path<HashMap<String, String>>;
 
+/// An engine report as a JSON answer.
+fn json_of<T: serde::Serialize>(v: T) -> ApiResult<axum::Json<Value>> {
+    serde_json::to_value(v)
+        .map(axum::Json)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 fn state_path(p: &HashMap<String, String>) -> ApiResult<String> {
     let path = p.get("path").cloned().unwrap_or_default();
     qstore::StatePath::new(&path).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -205,9 +212,7 @@ pub async fn diff(
         return Err(ApiError::bad_request("from= and to= are required"));
     };
     let v = blocking(move || Ok(s.repo.diff(&a, &b)?)).await?;
-    serde_json::to_value(v)
-        .map(axum::Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+    json_of(v)
 }
 
 pub async fn list_states(
@@ -479,9 +484,7 @@ pub async fn marginals(
 pub async fn stats(Extension(s): Srv, Extension(g): Gr) -> ApiResult<axum::Json<Value>> {
     require(&g, Scope::Read)?;
     let v = blocking(move || Ok(s.repo.stats()?)).await?;
-    serde_json::to_value(v)
-        .map(axum::Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+    json_of(v)
 }
 
 #[derive(Deserialize, Default)]
@@ -507,9 +510,7 @@ pub async fn gc(Extension(s): Srv, Extension(g): Gr, body: Bytes) -> ApiResult<a
             .map_err(|_| ApiError::bad_request(format!("grace_s {gs}")))?;
     }
     let v = blocking(move || Ok(s.repo.gc(&opts)?)).await?;
-    serde_json::to_value(v)
-        .map(axum::Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+    json_of(v)
 }
 
 pub async fn fsck(
@@ -520,7 +521,5 @@ pub async fn fsck(
     require(&g, Scope::Admin)?;
     let full = q.full.unwrap_or(false);
     let v = blocking(move || Ok(s.repo.fsck(full)?)).await?;
-    serde_json::to_value(v)
-        .map(axum::Json)
-        .map_err(|e| ApiError::internal(e.to_string()))
+    json_of(v)
 }
