@@ -497,16 +497,19 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     limit: u64,
 ) -> ApiResult<Vec<u8>> {
-    read_body_with(state, headers, body, limit, |_| true).await
+    read_body_with(state, headers, body, limit, 0, |_| true).await
 }
 
 /// [`read_body`], handing each piece within the limit to `on_piece` as it arrives (false:
-/// stop handing them).
+/// stop handing them). The buffer starts with room for the declared length, else for
+/// `expect` bytes (address space only until written), so a streamed body of unknown length
+/// is not copied again and again as it grows.
 pub(crate) async fn read_body_with(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
     limit: u64,
+    expect: u64,
     mut on_piece: impl FnMut(&axum::body::Bytes) -> bool,
 ) -> ApiResult<Vec<u8>> {
     use http_body_util::BodyExt;
@@ -525,7 +528,7 @@ pub(crate) async fn read_body_with(
         return Err(too_large(declared));
     }
     let mut body = body;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(declared.unwrap_or(expect).min(limit) as usize);
     let mut seen = 0u64;
     loop {
         let frame = tokio::time::timeout(state.limits.body_idle_timeout, body.frame())

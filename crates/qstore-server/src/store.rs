@@ -193,7 +193,9 @@ async fn receive_pack(
         },
     );
     let mut tx = Some(tx);
-    let received = crate::read_body_with(st, headers, body, st.limits.max_body, |piece| {
+    // Packs are at most the repository's pack target plus one object.
+    let expect = s.repo.config().pack_target_bytes + st.limits.max_chunk;
+    let received = crate::read_body_with(st, headers, body, st.limits.max_body, expect, |piece| {
         tx.as_ref().is_some_and(|t| t.send(piece.clone()).is_ok())
     })
     .await;
