@@ -390,20 +390,13 @@ impl ServedWriter {
         if !sent {
             // The request ended early: its answer says why.
             self.tx = None;
-            return Err(self
-                .done
-                .recv()
-                .unwrap_or_else(|_| {
-                    Err(Error::Unavailable {
-                        service: "qstore server".into(),
-                        reason: "the upload ended without an answer".into(),
-                    })
-                })
-                .err()
-                .unwrap_or_else(|| Error::Unavailable {
+            return Err(match self.done.recv() {
+                Ok(Err(e)) => e,
+                _ => Error::Unavailable {
                     service: "qstore server".into(),
                     reason: "the upload ended before its last bytes".into(),
-                }));
+                },
+            });
         }
         Ok(())
     }
