@@ -111,6 +111,15 @@ impl Fixture {
         Repository::open_parts(&addr, storage, coordination.unwrap()).unwrap()
     }
 
+    /// `fsck --full` finds the served repository healthy.
+    fn assert_healthy(&self) {
+        let r = Repository::open(&self.path).unwrap();
+        assert!(
+            r.fsck(true).unwrap().healthy(),
+            "fsck --full found problems"
+        );
+    }
+
     /// Refs and packs as stored: what a refusal must leave alone.
     fn snapshot(&self) -> (Vec<(RefName, ObjectId)>, Vec<String>) {
         let r = Repository::open(&self.path).unwrap();
@@ -270,8 +279,7 @@ fn security_table_refuses_and_changes_nothing() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(f.snapshot(), before, "a refusal changed the repository");
-    let r = Repository::open(&f.path).unwrap();
-    assert!(r.fsck(true).unwrap().healthy());
+    f.assert_healthy();
 
     // What the scopes do allow.
     let (s, b) = http(
@@ -359,13 +367,7 @@ fn arbitrary_request_bodies_are_refused_cleanly() {
             .any(|k| k.ends_with("00000000000000000000000000000001.pack")),
         "an arbitrary body stored a pack"
     );
-    assert!(
-        Repository::open(&f.path)
-            .unwrap()
-            .fsck(true)
-            .unwrap()
-            .healthy()
-    );
+    f.assert_healthy();
 }
 
 fn client_tls(
@@ -548,13 +550,7 @@ fn engine_over_tls_round_trips_and_sends_only_new_chunks() {
     );
     assert_eq!(s, 200);
     assert_eq!(b, psi[100 * 16..103 * 16]);
-    assert!(
-        Repository::open(&f.path)
-            .unwrap()
-            .fsck(true)
-            .unwrap()
-            .healthy()
-    );
+    f.assert_healthy();
 }
 
 #[test]
@@ -592,7 +588,7 @@ fn sixteen_clients_committing_to_one_branch_lose_nothing() {
             assert_eq!(got, state(6, (i * 100 + j) as u64));
         }
     }
-    assert!(r.fsck(true).unwrap().healthy());
+    f.assert_healthy();
 }
 
 #[test]
