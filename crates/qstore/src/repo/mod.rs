@@ -13,6 +13,7 @@ pub mod fsck;
 pub mod gc;
 pub mod index;
 pub mod ingest;
+pub mod inspect;
 pub mod merge;
 pub mod objects;
 pub mod reader;
