@@ -101,7 +101,7 @@ fn bloch_vectors_agree_with_the_reduced_density_matrix_in_every_form() {
 
     // Known states: |+i> on qubit 0, |1> on qubit 1, |-> on qubit 2, as a sparse state.
     let h = std::f64::consts::FRAC_1_SQRT_2;
-    let mut s = vec![[0.0; 2]; 8];
+    let mut s = [[0.0; 2]; 8];
     // qubit2 in |-> = (|0> - |1>)/sqrt2, qubit1 = |1>, qubit0 = (|0> + i|1>)/sqrt2
     for (q2, s2) in [(0, 1.0), (1, -1.0)] {
         let base = (q2 << 2) | 0b010;
@@ -185,7 +185,7 @@ fn entropy_heatmap_and_refusals() {
     let mut x = repo.reader("main", "mixed").unwrap();
     assert!((x.entropy_bits().unwrap() - 3.0).abs() < 1e-12);
     close(&x.bloch_vectors("mixed").unwrap(), &[[0.0; 3]; 3]);
-    assert!(MAX_BLOCH_QUBITS >= 30);
+    const { assert!(MAX_BLOCH_QUBITS >= 30) };
 }
 
 #[test]
