@@ -6,16 +6,19 @@
 # 1. the Rust workspace tests (engine, CLI, cluster backends against those services);
 # 2. the Python package: a virtual environment under target/py-venv (created once, reused),
 #    its test requirements from PyPI, the package built from python/ with maturin and
-#    installed, then its pytest suite (real Qiskit Aer, PennyLane and Cirq states).
+#    installed, then its pytest suite (real Qiskit Aer, PennyLane and Cirq states; the web
+#    view in Debian's Chromium driven by Playwright).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the volume plugin's tests need (mkfs.ext4 for its disk tier, a Docker
-# engine and busybox for the end-to-end tests), installed once when missing.
+# Debian packages the tests need, installed once when missing: mkfs.ext4 for the volume
+# plugin's disk tier, a Docker engine and busybox for its end-to-end tests, curl and socat,
+# and Chromium for the web view's browser tests (driven by Playwright, no browser download).
 if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null \
-    || ! command -v curl >/dev/null || ! command -v socat >/dev/null; then
+    || ! command -v curl >/dev/null || ! command -v socat >/dev/null || ! command -v chromium >/dev/null; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl socat openssl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl socat openssl \
+        chromium >/dev/null
 fi
 
 ./scripts/cluster.sh install
@@ -53,8 +56,11 @@ export QSTORE_REQUIRE_CLUSTER=1
 cargo test --workspace
 python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
     --force-reinstall ./python
-# The simulator tests drive the qstore binary that `cargo test` built.
+# The simulator tests drive the qstore binary that `cargo test` built; the browser tests
+# (python/tests/test_ui.py) must run, not skip, and leave their screenshots in
+# target/ui-screenshots.
 export QSTORE_BIN="$PWD/target/debug/qstore"
+export QSTORE_REQUIRE_BROWSER=1
 python -m pytest -q python/tests
 
 # The Docker volume plugin against a real Docker engine (installs and starts one if needed).

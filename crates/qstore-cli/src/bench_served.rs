@@ -67,6 +67,8 @@ pub fn run(dir: &Path, bytes: u64, json_out: Option<&std::path::PathBuf>, out: &
         tls: Some((cert, key)),
         pq_only: false,
         limits: Default::default(),
+        ui: false,
+        sessions: None,
     })
     .map_err(anyhow::Error::msg)?;
     let url = format!("https://127.0.0.1:{}/bench", server.addr.port());

@@ -414,6 +414,20 @@ enum Cmd {
         /// Longest a request may take, its body included.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         request_timeout: std::time::Duration,
+        /// Also serve the web view at /ui/ (it asks for a token; see docs/ui.md).
+        #[arg(long)]
+        ui: bool,
+    },
+    /// Look at a repository in a browser: serves the web view on loopback with a random
+    /// one-time login code (no stored token needed) and prints the URL to open.
+    Ui {
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Let the page create and delete branches and tags (the session gets write scope;
+        /// read only by default).
+        #[arg(long)]
+        write: bool,
     },
     /// Access tokens of a repository served by `qstore serve` (run against the repository's
     /// own address, on the server's side): `create`, `list`, `revoke`.
@@ -1104,6 +1118,7 @@ fn run(cli: Cli) -> Result<()> {
             max_chunk,
             per_token_concurrency,
             request_timeout,
+            ui,
         } => serve(
             &cli.repos,
             qstore_server::ServeConfig {
@@ -1121,9 +1136,40 @@ fn run(cli: Cli) -> Result<()> {
                     request_timeout,
                     ..Default::default()
                 },
+                ui,
+                sessions: None,
             },
             cli.refs.as_deref(),
+            None,
         )?,
+        Cmd::Ui { listen, write } => {
+            if !listen.ip().is_loopback() {
+                return Err(UsageError(format!(
+                    "{listen} is not a loopback address: `qstore ui` serves this machine only;                      use `qstore serve --ui` with TLS and tokens to serve others"
+                ))
+                .into());
+            }
+            let scope = if write {
+                qstore_server::tokens::Scope::Write
+            } else {
+                qstore_server::tokens::Scope::Read
+            };
+            let (sessions, code) = qstore_server::tokens::SessionTokens::new(scope);
+            serve(
+                &[repo_address(&cli.repo)?],
+                qstore_server::ServeConfig {
+                    repos: Vec::new(),
+                    listen,
+                    tls: None,
+                    pq_only: false,
+                    limits: Default::default(),
+                    ui: true,
+                    sessions: Some(std::sync::Arc::new(sessions)),
+                },
+                None,
+                Some(code),
+            )?;
+        }
         Cmd::Token { cmd } => token(&cli.repo, cmd, cli.json)?,
         Cmd::VolumePlugin {
             root,
@@ -1874,7 +1920,14 @@ fn show(
 }
 
 /// `qstore serve`.
-fn serve(repos: &[String], mut cfg: qstore_server::ServeConfig, refs: Option<&str>) -> Result<()> {
+/// Serve until told to stop. With `login_code` (`qstore ui`), the URL to open, carrying the
+/// one-time code after `#` (never sent to the server as part of a URL), is printed too.
+fn serve(
+    repos: &[String],
+    mut cfg: qstore_server::ServeConfig,
+    refs: Option<&str>,
+    login_code: Option<String>,
+) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(match std::env::var("QSTORE_LOG").as_deref() {
@@ -1893,11 +1946,21 @@ fn serve(repos: &[String], mut cfg: qstore_server::ServeConfig, refs: Option<&st
             .push((name, qstore_cluster::with_refs(&addr, refs)));
     }
     let tls = cfg.tls.is_some();
+    let ui = cfg.ui;
     let names: Vec<String> = cfg.repos.iter().map(|(n, _)| n.clone()).collect();
     let server = qstore_server::start(cfg).map_err(anyhow::Error::msg)?;
     let scheme = if tls { "https" } else { "http" };
     // The first line of stdout names the address (port 0 picks one).
     println!("listening {scheme}://{}", server.addr);
+    if let Some(code) = login_code {
+        println!("open {scheme}://{}/ui/#code={code}", server.addr);
+        eprintln!(
+            "qstore ui: open the URL above in a browser on this machine; its login code works \
+             once (Ctrl-C stops the server)"
+        );
+    } else if ui {
+        eprintln!("qstore serve: web view at {scheme}://{}/ui/", server.addr);
+    }
     let _ = std::io::stdout().flush();
     eprintln!(
         "qstore serve: {} on {scheme}://{} (open as {scheme}://{}/NAME with a token)",

@@ -326,3 +326,41 @@ fn kill_9_of_the_server_during_uploads_loses_nothing_acknowledged() {
     }
     assert!(local(&repo, &["fsck", "--full"]).contains("healthy"));
 }
+
+#[test]
+fn qstore_ui_serves_loopback_only_and_prints_a_one_time_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    local(&repo, &["init"]);
+    // Not on a non-loopback address: usage error (exit 2), nothing served.
+    let out = Command::new(env!("CARGO_BIN_EXE_qstore"))
+        .arg("--repo")
+        .arg(&repo)
+        .args(["ui", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    // On loopback: the address, then the URL with the login code after '#'.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qstore"))
+        .arg("--repo")
+        .arg(&repo)
+        .arg("ui")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let base = first.strip_prefix("listening ").unwrap();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let url = second.strip_prefix("open ").unwrap();
+    let code = url
+        .strip_prefix(&format!("{base}/ui/#code=qsc_"))
+        .unwrap_or_else(|| panic!("{second}"));
+    assert_eq!(code.len(), 64);
+    assert!(code.bytes().all(|b| b.is_ascii_hexdigit()));
+}

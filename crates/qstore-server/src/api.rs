@@ -4,13 +4,14 @@
 //! the branch named; multi-state transactions go through the store protocol (qstore's own
 //! clients). Refs move only within the token's scope.
 
+use crate::error::Query;
 use crate::error::{ApiError, ApiResult};
 use crate::tls::ConnInfo;
 use crate::tokens::{Grant, Scope};
 use crate::{AppState, Served, blocking, parse_json, require};
 use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use qstore::repo::gc::GcOptions;
@@ -28,13 +29,13 @@ type Gr = Extension<Grant>;
 type Params = Path<HashMap<String, String>>;
 
 /// An engine report as a JSON answer.
-fn json_of<T: serde::Serialize>(v: T) -> ApiResult<axum::Json<Value>> {
+pub(crate) fn json_of<T: serde::Serialize>(v: T) -> ApiResult<axum::Json<Value>> {
     serde_json::to_value(v)
         .map(axum::Json)
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn state_path(p: &HashMap<String, String>) -> ApiResult<String> {
+pub(crate) fn state_path(p: &HashMap<String, String>) -> ApiResult<String> {
     let path = p.get("path").cloned().unwrap_or_default();
     qstore::StatePath::new(&path).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(path)
@@ -48,7 +49,7 @@ pub struct RefQuery {
     prefix: Option<String>,
     start: Option<u64>,
     count: Option<u64>,
-    k: Option<usize>,
+    pub(crate) k: Option<usize>,
     qubits: Option<String>,
     branch: Option<String>,
     message: Option<String>,
@@ -62,7 +63,7 @@ pub struct RefQuery {
 }
 
 impl RefQuery {
-    fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         self.spec.clone().unwrap_or_else(|| "main".into())
     }
 }

@@ -6,6 +6,9 @@
 //! - the API ([`api`], `/v1/repos/{name}/...`): states, ranges, top-k, marginals, refs,
 //!   log, diff, stats, gc, fsck as JSON and raw bytes, for curl and the web view.
 //!
+//! With `--ui` (and under `qstore ui`) the same listener serves the web view ([`ui`], `/ui/`)
+//! over the API and the routes behind it ([`views`]).
+//!
 //! Every `/v1` request carries a bearer token ([`tokens`]) checked against the repository it
 //! names; scopes are enforced per route and per ref. TLS ([`tls`]) prefers the hybrid
 //! post-quantum group X25519MLKEM768. Limits ([`Limits`]): body and chunk sizes, per-token
@@ -17,10 +20,12 @@ pub mod metrics;
 pub mod store;
 pub mod tls;
 pub mod tokens;
+pub mod ui;
+pub mod views;
 
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
-use crate::tokens::{Grant, TokenStore};
+use crate::tokens::{Grant, SessionTokens, TokenStore};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -91,6 +96,8 @@ pub struct AppState {
     pub repos: BTreeMap<String, Arc<Served>>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// The in-memory session tokens of `qstore ui`.
+    pub sessions: Option<Arc<SessionTokens>>,
     permits: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
@@ -108,6 +115,10 @@ pub struct ServeConfig {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub pq_only: bool,
     pub limits: Limits,
+    /// Serve the web view at `/ui/`.
+    pub ui: bool,
+    /// Accept these in-memory session tokens besides the repositories' own (`qstore ui`).
+    pub sessions: Option<Arc<SessionTokens>>,
 }
 
 /// A running server (stops when dropped).
@@ -199,6 +210,7 @@ pub fn start(cfg: ServeConfig) -> Result<RunningServer, String> {
         repos,
         limits: cfg.limits.clone(),
         metrics: metrics.clone(),
+        sessions: cfg.sessions.clone(),
         permits: Mutex::new(HashMap::new()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -214,7 +226,7 @@ pub fn start(cfg: ServeConfig) -> Result<RunningServer, String> {
         .local_addr()
         .map_err(|e| format!("listener address: {e}"))?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let app = router(state.clone());
+    let app = router(state.clone(), cfg.ui);
     let limits = tls::ConnLimits {
         handshake: cfg.limits.handshake_timeout,
         header_read: cfg.limits.handshake_timeout,
@@ -267,6 +279,11 @@ async fn reap_leases(state: Arc<AppState>, mut stop: tokio::sync::watch::Receive
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/healthz", "none"),
     ("GET", "/metrics", "none"),
+    ("GET", "/ui/", "none (--ui)"),
+    ("GET", "/ui/app.js", "none (--ui)"),
+    ("GET", "/ui/style.css", "none (--ui)"),
+    ("POST", "/ui/session", "login code (qstore ui)"),
+    ("GET", "/v1/repos", "any token"),
     ("GET", "/v1/repos/{repo}/whoami", "read"),
     ("GET", "/v1/repos/{repo}/refs", "read"),
     ("POST", "/v1/repos/{repo}/refs", "write"),
@@ -281,6 +298,10 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/repos/{repo}/topk/{*path}", "read"),
     ("GET", "/v1/repos/{repo}/marginals/{*path}", "read"),
     ("GET", "/v1/repos/{repo}/stats", "read"),
+    ("GET", "/v1/repos/{repo}/inspect/{*path}", "read"),
+    ("GET", "/v1/repos/{repo}/series/{*path}", "read"),
+    ("GET", "/v1/repos/{repo}/graph", "read"),
+    ("GET", "/v1/repos/{repo}/storage", "read"),
     ("POST", "/v1/repos/{repo}/gc", "admin"),
     ("POST", "/v1/repos/{repo}/fsck", "admin"),
     ("GET", "/v1/repos/{repo}/store/coordination", "read"),
@@ -302,8 +323,8 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/repos/{repo}/store/bind", "read"),
 ];
 
-/// The router over `state`.
-pub fn router(state: Arc<AppState>) -> axum::Router {
+/// The router over `state`, with the web view's page when `ui`.
+pub fn router(state: Arc<AppState>, ui: bool) -> axum::Router {
     use axum::routing::{get, post};
     let v1 = axum::Router::new()
         .route("/whoami", get(api::whoami))
@@ -322,6 +343,10 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/topk/{*path}", get(api::top_k))
         .route("/marginals/{*path}", get(api::marginals))
         .route("/stats", get(api::stats))
+        .route("/inspect/{*path}", get(views::inspect))
+        .route("/series/{*path}", get(views::series))
+        .route("/graph", get(views::graph))
+        .route("/storage", get(views::storage))
         .route("/gc", post(api::gc))
         .route("/fsck", post(api::fsck))
         .merge(store::routes())
@@ -329,19 +354,29 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
             state.clone(),
             authenticate,
         ));
-    axum::Router::new()
+    let mut app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
-        .nest("/v1/repos/{repo}", v1)
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_route",
-                "no such route (see docs/server.md)",
-            )
-        })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .route("/v1/repos", get(ui::repositories))
+        .nest("/v1/repos/{repo}", v1);
+    if ui {
+        app = app
+            .route("/", get(ui::root))
+            .route("/ui", get(ui::root))
+            .route("/ui/", get(ui::index))
+            .route("/ui/app.js", get(ui::script))
+            .route("/ui/style.css", get(ui::style))
+            .route("/ui/session", post(ui::session));
+    }
+    app.fallback(|| async {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no such route (see docs/server.md)",
+        )
+    })
+    .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+    .with_state(state)
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -429,16 +464,9 @@ async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|s| s.trim().to_string());
-    let s2 = served.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        TokenStore::new(s2.repo.coordination()).check(presented.as_deref())
-    })
-    .await;
-    let grant: Grant = match checked {
-        Ok(Ok(Ok(g))) => g,
-        Ok(Ok(Err(refusal))) => return ApiError::unauthorised(refusal.to_string()).into_response(),
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return ApiError::internal(e.to_string()).into_response(),
+    let grant = match grant_for(&state, served.clone(), presented).await {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
     };
     let sem = {
         let mut p = state.permits.lock().unwrap_or_else(|e| e.into_inner());
@@ -459,6 +487,30 @@ async fn authenticate(
     let mut resp = next.run(req).await;
     resp.extensions_mut().insert(TokenId(token_id));
     resp
+}
+
+/// The grant of the `presented` bearer token in `served`: a session token of `qstore ui`,
+/// else one of the repository's own tokens.
+pub(crate) async fn grant_for(
+    state: &AppState,
+    served: Arc<Served>,
+    presented: Option<String>,
+) -> ApiResult<Grant> {
+    if let (Some(sessions), Some(t)) = (&state.sessions, &presented)
+        && let Some(g) = sessions.check(t)
+    {
+        return Ok(g);
+    }
+    let checked = tokio::task::spawn_blocking(move || {
+        TokenStore::new(served.repo.coordination()).check(presented.as_deref())
+    })
+    .await;
+    match checked {
+        Ok(Ok(Ok(g))) => Ok(g),
+        Ok(Ok(Err(refusal))) => Err(ApiError::unauthorised(refusal.to_string())),
+        Ok(Err(e)) => Err(ApiError::from(e)),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
 }
 
 /// Refuse unless `grant` covers `need`.

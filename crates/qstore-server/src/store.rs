@@ -8,12 +8,13 @@
 //! stored, and a ref only moves to a commit the repository holds. After a ref moves, the
 //! server merges small packs itself (clients never delete).
 
+use crate::error::Query;
 use crate::error::{ApiError, ApiResult};
 use crate::tokens::{Grant, Scope};
 use crate::{AppState, HeldLease, LEASE_TTL, Served, blocking, parse_json, require};
 use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use qstore::coord::LockMode;

@@ -247,6 +247,78 @@ impl<'a> TokenStore<'a> {
     }
 }
 
+/// Tokens held only in the server's memory, for `qstore ui`: a one-time login code (printed
+/// in the URL the user opens, after `#`, so it never reaches a server log) and the session
+/// tokens it is exchanged for, once. They are never written anywhere and die with the
+/// process; every session token has the scope the server was started with.
+pub struct SessionTokens {
+    scope: Scope,
+    code: std::sync::Mutex<Option<blake3::Hash>>,
+    sessions: std::sync::Mutex<Vec<(String, blake3::Hash)>>,
+}
+
+impl std::fmt::Debug for SessionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTokens")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The prefix of a one-time login code.
+pub const LOGIN_CODE_PREFIX: &str = "qsc_";
+
+impl SessionTokens {
+    /// A new set with its one-time code (`qsc_<64 hex>`), returned once.
+    pub fn new(scope: Scope) -> (Self, String) {
+        let secret: [u8; 32] = rand::random();
+        let code = format!("{LOGIN_CODE_PREFIX}{}", hex::encode(secret));
+        let me = SessionTokens {
+            scope,
+            code: std::sync::Mutex::new(Some(hash_secret(&code))),
+            sessions: std::sync::Mutex::new(Vec::new()),
+        };
+        (me, code)
+    }
+
+    /// The scope of every session.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// Exchange the one-time code for a session token; the code works once.
+    pub fn exchange(&self, presented: &str) -> Option<String> {
+        let mut code = self.code.lock().unwrap_or_else(|e| e.into_inner());
+        if code.is_none_or(|c| c != hash_secret(presented)) {
+            return None;
+        }
+        *code = None;
+        let id: [u8; 8] = rand::random();
+        let secret: [u8; 32] = rand::random();
+        let (id, secret) = (hex::encode(id), hex::encode(secret));
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id.clone(), hash_secret(&secret)));
+        Some(format!("qst_{id}_{secret}"))
+    }
+
+    /// The grant of a session token, if `presented` is one.
+    pub fn check(&self, presented: &str) -> Option<Grant> {
+        let (id, secret) = parse_token(presented)?;
+        let given = hash_secret(secret);
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .iter()
+            .find(|(i, h)| i == id && *h == given)
+            .map(|(i, _)| Grant {
+                token_id: format!("session-{i}"),
+                scope: self.scope,
+                branch_prefix: None,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +356,20 @@ mod tests {
         // Nothing secret is stored.
         let doc = String::from_utf8(c.document(TOKENS_DOC).unwrap().unwrap()).unwrap();
         assert!(!doc.contains(parse_token(&t).unwrap().1));
+    }
+
+    #[test]
+    fn login_code_works_once_and_sessions_keep_their_scope() {
+        let (s, code) = SessionTokens::new(Scope::Read);
+        assert!(s.exchange("qsc_wrong").is_none());
+        let t = s.exchange(&code).unwrap();
+        assert!(s.exchange(&code).is_none(), "the code works once");
+        let g = s.check(&t).unwrap();
+        assert_eq!(g.scope, Scope::Read);
+        assert!(!g.may_move(&RefName::branch("main").unwrap()));
+        let (id, _) = parse_token(&t).unwrap();
+        assert!(s.check(&format!("qst_{id}_{}", "0".repeat(64))).is_none());
+        assert!(s.check(&code).is_none());
     }
 
     proptest! {

@@ -7,7 +7,7 @@
 use qstore::backend::Backends;
 use qstore::{ArrayInfo, CommitOptions, DType, ObjectId, RefName, Repository};
 use qstore_cluster::served::{self, ClientOptions};
-use qstore_server::tokens::{Scope, TokenStore};
+use qstore_server::tokens::{Scope, SessionTokens, TokenStore};
 use qstore_server::{Limits, RunningServer, ServeConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,8 @@ fn fixture_with(limits: Limits, tls: bool, pq_only: bool) -> Fixture {
         tls: tls_files,
         pq_only,
         limits,
+        ui: true,
+        sessions: None,
     })
     .unwrap();
     let base = format!(
@@ -252,6 +254,18 @@ fn security_table_refuses_and_changes_nothing() {
         ("malformed shape", "PUT", f.url("data/x?shape=1,,2"), t("admin"), vec![0; 16], 400),
         ("unknown dtype", "PUT", f.url("data/x?dtype=complex7"), t("admin"), vec![0; 16], 400),
         ("NaN state", "PUT", f.url("data/x?shape=2"), t("admin"), [f64::NAN.to_le_bytes(), [0; 8], [0; 8], [0; 8]].concat(), 400),
+        // The routes behind the web view.
+        ("no token: inspector", "GET", f.url("inspect/psi"), None, vec![], 401),
+        ("no token: series", "GET", f.url("series/psi"), None, vec![], 401),
+        ("no token: graph", "GET", f.url("graph"), None, vec![], 401),
+        ("no token: storage", "GET", f.url("storage"), None, vec![], 401),
+        ("no token: repositories", "GET", format!("{}/v1/repos", f.base), None, vec![], 401),
+        ("revoked token: repositories", "GET", format!("{}/v1/repos", f.base), t("revoked"), vec![], 401),
+        ("a login code where none was made", "POST", format!("{}/ui/session", f.base), Some(format!("qsc_{}", "0".repeat(64))), vec![], 404),
+        ("inspector path traversal", "GET", f.url("inspect/..%2Fconfig.json"), t("read"), vec![], 400),
+        ("series final path traversal", "GET", f.url("series/psi?final=..%2Fx"), t("read"), vec![], 400),
+        ("graph page of a negative size", "GET", f.url("graph?limit=-1"), t("read"), vec![], 400),
+        ("inspector with a malformed k", "GET", f.url("inspect/psi?k=lots"), t("read"), vec![], 400),
     ];
     let mut failures = Vec::new();
     for (what, method, url, token, body, want) in table {
@@ -303,7 +317,10 @@ fn security_table_refuses_and_changes_nothing() {
     let (s, m) = http("GET", &format!("{}/metrics", f.base), None, vec![], None);
     assert_eq!(s, 200);
     let m = String::from_utf8(m).unwrap();
-    assert!(m.contains("qstore_requests_total{status=\"401\"} 5"), "{m}");
+    assert!(
+        m.contains("qstore_requests_total{status=\"401\"} 11"),
+        "{m}"
+    );
     assert!(
         m.contains("qstore_refusals_total{kind=\"too_large\"} 2"),
         "{m}"
@@ -625,4 +642,188 @@ fn docs_list_exactly_the_routes_the_server_has() {
             assert_ne!(json(&b)["kind"], "no_route", "{m} {p}");
         }
     }
+}
+
+/// One request, returning the status, a header and the body.
+fn http_header(url: &str, header: &str) -> (u16, Option<String>, Vec<u8>) {
+    let (url, header) = (url.to_string(), header.to_string());
+    qstore_cluster::runtime::block_on(async move {
+        let c = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = c.get(url).send().await.unwrap();
+        let h = r
+            .headers()
+            .get(header.as_str())
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), h, r.bytes().await.unwrap().to_vec())
+    })
+    .unwrap()
+}
+
+#[test]
+fn web_view_sessions_and_the_routes_behind_the_page() {
+    let f = fixture();
+    let admin = f.client("admin");
+    // GHZ on 3 qubits and a random state on a second commit.
+    let mut ghz = vec![0f64; 16];
+    ghz[0] = std::f64::consts::FRAC_1_SQRT_2;
+    ghz[14] = ghz[0];
+    let first = put(&admin, "main", "ghz", bytemuck::cast_slice(&ghz));
+    put(&admin, "main", "psi", &state(6, 2));
+    let (sessions, code) = SessionTokens::new(Scope::Read);
+    let server = qstore_server::start(ServeConfig {
+        repos: vec![("default".into(), f.path.clone())],
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        pq_only: false,
+        limits: Limits::default(),
+        ui: true,
+        sessions: Some(std::sync::Arc::new(sessions)),
+    })
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", server.addr.port());
+    let url = |r: &str| format!("{base}/v1/repos/default/{r}");
+    let before = f.snapshot();
+
+    // The page: strict CSP, no data in it.
+    for (asset, kind) in [
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let (s, csp, body) = http_header(&format!("{base}{asset}"), "content-security-policy");
+        assert_eq!(s, 200, "{asset}");
+        assert!(csp.unwrap().contains("script-src 'self'"), "{asset}");
+        for tok in f.tokens.values() {
+            assert!(
+                !String::from_utf8_lossy(&body).contains(tok.as_str()),
+                "{asset}"
+            );
+        }
+        let (_, ct, _) = http_header(&format!("{base}{asset}"), "content-type");
+        assert!(ct.unwrap().starts_with(kind), "{asset}");
+    }
+
+    // The login code works once.
+    let login = |c: &str| http("POST", &format!("{base}/ui/session"), Some(c), vec![], None);
+    assert_eq!(login(&format!("qsc_{}", "1".repeat(64))).0, 401);
+    assert_eq!(login("").0, 401);
+    let (s, b) = login(&code);
+    assert_eq!(s, 200);
+    let session = json(&b)["token"].as_str().unwrap().to_string();
+    assert_eq!(json(&b)["scope"], "read");
+    assert_eq!(login(&code).0, 401, "a login code works once");
+    let t = Some(session.as_str());
+
+    // The session reads, lists its repositories, and writes nothing.
+    let (s, b) = http("GET", &format!("{base}/v1/repos"), t, vec![], None);
+    assert_eq!(
+        (s, json(&b)),
+        (
+            200,
+            serde_json::json!({"repositories": [{"name": "default", "scope": "read"}]})
+        )
+    );
+    let (s, b) = http(
+        "GET",
+        &format!("{base}/v1/repos"),
+        Some(&f.tokens["write"]),
+        vec![],
+        None,
+    );
+    assert_eq!(
+        (s, json(&b)["repositories"][0]["scope"].clone()),
+        (200, "write".into())
+    );
+    assert_eq!(http("GET", &url("refs"), t, vec![], None).0, 200);
+    let tag = serde_json::to_vec(&serde_json::json!({"name": "tags/t", "target": "main"})).unwrap();
+    assert_eq!(http("POST", &url("refs"), t, tag, None).0, 403);
+    assert_eq!(
+        http("PUT", &url("data/x?shape=2"), t, vec![0; 32], None).0,
+        403
+    );
+    // The session works only on this server: the repository's own tokens do not know it.
+    assert_eq!(http("GET", &f.url("refs"), t, vec![], None).0, 401);
+
+    // The inspector of the GHZ state.
+    let (s, b) = http("GET", &url("inspect/ghz?k=8"), t, vec![], None);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let v = json(&b);
+    let top: Vec<(String, f64)> = v["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["bits"].as_str().unwrap().to_string(),
+                x["probability"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(top.len(), 2, "only the non-zero basis states: {top:?}");
+    assert!(top.iter().all(|(_, p)| (p - 0.5).abs() < 1e-12));
+    let mut bits: Vec<&str> = top.iter().map(|(b, _)| b.as_str()).collect();
+    bits.sort();
+    assert_eq!(bits, ["000", "111"]);
+    assert_eq!(v["kind"], "statevector");
+    assert!((v["entropy_bits"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    assert_eq!(v["bloch"].as_array().unwrap().len(), 3);
+    assert_eq!(v["marginals"], serde_json::json!([0.5, 0.5, 0.5]));
+    assert_eq!(v["amplitudes"].as_array().unwrap().len(), 8);
+    // A 6-qubit state: 64 amplitudes are sent; the heat map is for density matrices only.
+    let v = json(&http("GET", &url("inspect/psi"), t, vec![], None).1);
+    assert_eq!(v["amplitudes"].as_array().unwrap().len(), 64);
+    assert!(v["heatmap"].is_null());
+    assert_eq!(http("GET", &url("inspect/missing"), t, vec![], None).0, 404);
+
+    // The graph, a page at a time; the series; storage.
+    let g = json(&http("GET", &url("graph?limit=2"), t, vec![], None).1);
+    assert_eq!(
+        (g["commits"].as_array().unwrap().len(), g["more"].as_bool()),
+        (2, Some(true))
+    );
+    assert_eq!(
+        g["commits"][0]["refs"],
+        serde_json::json!(["branches/main"])
+    );
+    let g2 = json(&http("GET", &url("graph?offset=1&limit=50"), t, vec![], None).1);
+    assert_eq!(g2["commits"][0]["id"], first.to_hex());
+    let sr = json(&http("GET", &url("series/ghz?ref=main"), t, vec![], None).1);
+    assert_eq!(sr["points"].as_array().unwrap().len(), 1);
+    assert!((sr["points"][0]["fidelity_to_final"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    let st = json(&http("GET", &url("storage"), t, vec![], None).1);
+    assert!(st["stats"]["dedup_ratio"].is_number() && st["scratch"].is_array());
+
+    assert_eq!(f.snapshot(), before, "the session changed the repository");
+    drop(server);
+    f.assert_healthy();
+}
+
+#[test]
+fn arbitrary_queries_of_the_web_view_routes_are_answered_cleanly() {
+    use proptest::prelude::*;
+    let f = fixture();
+    let admin = f.client("admin");
+    put(&admin, "main", "psi", &state(4, 3));
+    let token = f.tokens["read"].clone();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 64,
+        ..Default::default()
+    });
+    let routes = ["inspect/psi", "series/psi", "graph", "storage", "inspect/"];
+    runner
+        .run(&(0..routes.len(), "[a-z=&%0-9./~-]{0,40}"), |(i, q)| {
+            let url = format!("{}?{q}", f.url(routes[i]));
+            let (status, answer) = http("GET", &url, Some(&token), vec![], None);
+            prop_assert!(
+                matches!(status, 200 | 400 | 404),
+                "{url}: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+            if status != 200 {
+                let j = json(&answer);
+                prop_assert!(j["kind"].is_string() && j["error"].is_string());
+            }
+            Ok(())
+        })
+        .unwrap();
 }

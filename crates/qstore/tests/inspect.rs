@@ -147,6 +147,29 @@ fn entropy_heatmap_and_refusals() {
     .unwrap();
     let mut r = repo.reader("main", "ghz").unwrap();
     assert!((r.entropy_bits().unwrap() - 1.0).abs() < 1e-12);
+    let sum = r.summary(8, 5).unwrap();
+    assert_eq!(sum.top.iter().map(|t| t.0).collect::<Vec<_>>().len(), 2);
+    assert!(sum.top.iter().all(|t| (t.1 - 0.5).abs() < 1e-12));
+    assert!(sum.p1.iter().all(|p| (p - 0.5).abs() < 1e-12));
+    assert!((sum.norm - 1.0).abs() < 1e-12);
+    // A random state: the one-pass entropy equals the definition.
+    let v = random_state(7, 9);
+    put_one(
+        &repo,
+        "rand",
+        &sv_info(7),
+        &bytes(&v),
+        &PutOptions::default(),
+    )
+    .unwrap();
+    let want: f64 = v
+        .iter()
+        .map(|a| a[0] * a[0] + a[1] * a[1])
+        .filter(|p| *p > 0.0)
+        .map(|p| -p * p.log2())
+        .sum();
+    let mut rr = repo.reader("main", "rand").unwrap();
+    assert!((rr.entropy_bits().unwrap() - want).abs() < 1e-9);
     let amps = r.elements_at(&[0, 31, 5]).unwrap();
     assert_eq!(amps[2], [0.0, 0.0]);
     assert!((amps[1][0] - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15);

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::ChunkRef;
 use crate::id::ObjectId;
 use crate::path::StatePath;
+use crate::state::analysis::TopK;
 use crate::state::dtype::{Encoding, StateKind};
 use serde::Serialize;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -48,6 +49,19 @@ pub struct Heatmap {
     pub magnitude: Vec<f64>,
     /// Phase (radians) of the sum of each cell, row-major.
     pub phase: Vec<f64>,
+}
+
+/// What one pass over a state's probabilities gives (see [`StateReader::summary`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// The most probable basis states with probability above zero, most probable first.
+    pub top: Vec<(u64, f64)>,
+    /// Squared norm (state vector) or trace (density matrix), measured.
+    pub norm: f64,
+    /// Shannon entropy (bits) of the distribution divided by the norm.
+    pub entropy_bits: f64,
+    /// P(qubit q = 1) for q below `marginal_qubits`, divided by the norm.
+    pub p1: Vec<f64>,
 }
 
 /// One point of a checkpoint series.
@@ -211,20 +225,47 @@ impl StateReader {
     }
 
     /// Shannon entropy (bits) of the measurement distribution (probabilities divided by the
-    /// norm or trace).
+    /// norm or trace), in one pass.
     pub fn entropy_bits(&mut self) -> Result<f64> {
-        let norm = self.norm()?;
-        if norm <= 0.0 {
-            return Ok(0.0);
-        }
-        let mut h = 0.0;
-        self.visit_probabilities(&mut |_, p| {
-            let p = p / norm;
-            if p > 0.0 {
-                h -= p * p.log2();
+        Ok(self.summary(0, 0)?.entropy_bits)
+    }
+
+    /// In one pass over the probabilities: the `k` most probable basis states (those above
+    /// zero), the norm, the entropy (`H = log2 N - (sum p log2 p) / N`, so the norm need not
+    /// be known first) and P(1) of the first `marginal_qubits` qubits.
+    pub fn summary(&mut self, k: usize, marginal_qubits: u32) -> Result<Summary> {
+        let mut top = TopK::new(k.max(1))?;
+        let mut p1 = vec![0.0; marginal_qubits as usize];
+        let (mut norm, mut plogp) = (0.0f64, 0.0f64);
+        self.visit_probabilities(&mut |i, p| {
+            if p <= 0.0 {
+                return;
+            }
+            norm += p;
+            plogp += p * p.log2();
+            if k > 0 {
+                top.push(i, p);
+            }
+            for (q, x) in p1.iter_mut().enumerate() {
+                if i >> q & 1 == 1 {
+                    *x += p;
+                }
             }
         })?;
-        Ok(h)
+        let entropy_bits = if norm > 0.0 {
+            (norm.log2() - plogp / norm).max(0.0)
+        } else {
+            0.0
+        };
+        if norm > 0.0 {
+            p1.iter_mut().for_each(|x| *x /= norm);
+        }
+        Ok(Summary {
+            top: if k > 0 { top.into_sorted() } else { Vec::new() },
+            norm,
+            entropy_bits,
+            p1,
+        })
     }
 
     /// The elements at `indices` (dense order), as `[re, im]`.
@@ -386,6 +427,7 @@ impl Repository {
         let mut out = Vec::with_capacity(versions.len());
         for (id, c, e) in versions {
             let mut r = StateReader::new(self.clone(), path, e)?;
+            let sum = r.summary(0, 0)?;
             let fidelity_to_final = match &final_entry {
                 Some(f) => {
                     let mut fr = StateReader::new(self.clone(), final_name, f.clone())?;
@@ -399,8 +441,8 @@ impl Repository {
                 message: c.message.clone(),
                 metadata: c.metadata.clone(),
                 fidelity_to_final,
-                entropy_bits: r.entropy_bits()?,
-                norm: r.norm()?,
+                entropy_bits: sum.entropy_bits,
+                norm: sum.norm,
             });
         }
         Ok(out)
