@@ -91,7 +91,12 @@ def made(tmp_path_factory):
         tx.put("states/lossy", random_state(11, seed=5), lossy="max-infidelity=1e-6")
     qs("--repo", str(path), "run", str(circ), "--branch", "exp-run", "--checkpoint-every", "1",
        "--method", "dense", "--output", "final")
-    commits = {c.id for ref in ("main", "exp-run") for c in r.log(ref)}
+    # A long branch, so the graph comes in pages.
+    r.branch("exp-many")
+    for i in range(60):
+        with r.transaction("exp-many", message=f"step {i}") as tx:
+            tx.put("many/psi", random_state(2, seed=100 + i))
+    commits = {c.id for ref in ("main", "exp-run", "exp-many") for c in r.log(ref)}
     tokens = {
         s: qs("--repo", str(path), "token", "create", "--scope", s).stdout.split()[-1]
         for s in ("read", "write")
@@ -176,10 +181,15 @@ def served(made, tmp_path_factory):
 def test_read_token_sees_graph_inspector_diff_series_and_no_write_controls(made, served, browser):
     page = page_of(browser)
     sign_in(page, served.base, made["tokens"]["read"])
-    # The graph has exactly the repository's commits, with the branch heads labelled.
+    # The graph comes 50 commits at a time; after "Older commits" it has exactly the
+    # repository's commits, with the branch heads labelled.
+    assert page.locator("li.commit").count() == 50
+    page.click("#more")
+    expect(page.locator("li.commit")).to_have_count(len(made["commits"]))
+    assert page.locator("#more:visible").count() == 0
     ids = {li.get_attribute("data-commit") for li in page.locator("li.commit").all()}
     assert ids == made["commits"]
-    assert page.locator("#branches li").count() == 2
+    assert page.locator("#branches li").count() == 3
     main_row = page.locator(f"li.commit[data-commit='{made['repo'].resolve('main')}']")
     assert "main" in main_row.inner_text()
     assert page.locator("#graph svg circle.node").count() == len(made["commits"])
@@ -274,8 +284,9 @@ def test_write_token_sees_write_controls_and_tags_a_commit(made, served, browser
     page = page_of(browser)
     sign_in(page, served.base, made["tokens"]["write"])
     assert page.locator("#ref-form:visible").count() == 1
-    assert page.locator("button.write-control:visible").count() == 2  # delete, for each branch
+    assert page.locator("button.write-control:visible").count() == 3  # delete, for each branch
     first = made["first"]
+    page.click("#more")
     page.locator(f"li.commit[data-commit='{first}']").click()
     # (The page's Content-Security-Policy forbids eval, so no wait_for_function here.)
     expect(page.locator("#ref-target")).to_have_value(first)
@@ -305,7 +316,8 @@ def test_qstore_ui_login_code_works_once_and_stays_out_of_logs(made, browser, tm
         session = page.evaluate("sessionStorage.getItem('qstore-token')")
         assert session.startswith("qst_")
         assert page.locator(".write-control:visible").count() == 0
-        assert {li.get_attribute("data-commit") for li in page.locator("li.commit").all()} == made["commits"]
+        page.click("#more")
+        expect(page.locator("li.commit")).to_have_count(len(made["commits"]))
         # The same URL again (another tab, or from the shell's history) is refused.
         again = page_of(browser)
         again.goto(url)
