@@ -83,8 +83,12 @@ pub async fn inspect(
             v["unavailable"] = Value::Object(unavailable);
             return Ok(v);
         }
-        // One pass: top-k (above zero: a dense state lists zeros too), norm, entropy, P(1).
-        let sum = r.summary(k, n.min(MAX_MARGINAL_QUBITS))?;
+        // Bloch vectors give P(1) = (1 - z) / 2 of every qubit; without them the one pass
+        // below counts P(1) itself.
+        let bloch = r.bloch_vectors(&path);
+        let p1_qubits = if bloch.is_ok() { 0 } else { n.min(MAX_MARGINAL_QUBITS) };
+        // One pass: top-k (above zero: a dense state lists zeros too), norm, entropy.
+        let sum = r.summary(k, p1_qubits)?;
         let top = sum.top;
         let amps = if entry.kind == StateKind::StateVector {
             Some(r.elements_at(&top.iter().map(|t| t.0).collect::<Vec<_>>())?)
@@ -106,10 +110,13 @@ pub async fn inspect(
         );
         v["norm"] = json!(sum.norm);
         v["entropy_bits"] = json!(sum.entropy_bits);
-        v["marginals"] = json!(sum.p1);
-        match r.bloch_vectors(&path) {
-            Ok(b) => v["bloch"] = json!(b),
+        match bloch {
+            Ok(b) => {
+                v["marginals"] = json!(b.iter().map(|x| (1.0 - x[2]) / 2.0).collect::<Vec<_>>());
+                v["bloch"] = json!(b);
+            }
             Err(e) => {
+                v["marginals"] = json!(sum.p1);
                 unavailable.insert("bloch".into(), json!(e.to_string()));
             }
         }

@@ -767,7 +767,9 @@ fn web_view_sessions_and_the_routes_behind_the_page() {
     assert_eq!(v["kind"], "statevector");
     assert!((v["entropy_bits"].as_f64().unwrap() - 1.0).abs() < 1e-12);
     assert_eq!(v["bloch"].as_array().unwrap().len(), 3);
-    assert_eq!(v["marginals"], serde_json::json!([0.5, 0.5, 0.5]));
+    let m = v["marginals"].as_array().unwrap();
+    assert_eq!(m.len(), 3);
+    assert!(m.iter().all(|p| (p.as_f64().unwrap() - 0.5).abs() < 1e-12));
     assert_eq!(v["amplitudes"].as_array().unwrap().len(), 8);
     // A 6-qubit state: 64 amplitudes are sent; the heat map is for density matrices only.
     let v = json(&http("GET", &url("inspect/psi"), t, vec![], None).1);

@@ -12,6 +12,7 @@ use crate::id::ObjectId;
 use crate::path::StatePath;
 use crate::state::analysis::TopK;
 use crate::state::dtype::{Encoding, StateKind};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
@@ -164,37 +165,57 @@ impl StateReader {
         let mut acc = vec![Pair::default(); n as usize];
         let mut norm = 0.0;
         let mut buf = vec![0u8; per as usize * item];
-        // Pass 1: probabilities of every qubit, coherences of the qubits inside a block.
+        let mut amps = vec![[0.0f64; 2]; per as usize];
+        let mut probs = vec![0.0f64; per as usize];
+        // Pass 1, block by block: P(1) of every qubit, coherences of the qubits inside a
+        // block (each qubit's pairs in one strided loop, the qubits in parallel).
         for j in 0..blocks {
             self.read_elements(j * per, (j + 1) * per, &mut buf)?;
-            for k in 0..per as usize {
-                let a = dtype.amplitude(&buf, k);
-                let p = a[0] * a[0] + a[1] * a[1];
-                if p == 0.0 {
-                    continue;
-                }
-                norm += p;
-                let i = j * per + k as u64;
-                for (q, pair) in acc.iter_mut().enumerate() {
-                    let bit = 1u64 << q;
-                    if i & bit != 0 {
-                        pair.p1 += p;
-                    } else if (q as u32) < b {
-                        pair.add(a, dtype.amplitude(&buf, k + bit as usize));
-                    }
+            decode_block(dtype, &buf, &mut amps, &mut probs);
+            let block_sum: f64 = probs.iter().sum();
+            norm += block_sum;
+            let low: Vec<Pair> = (0..b)
+                .into_par_iter()
+                .map(|q| pairs_within(&amps, &probs, 1usize << q))
+                .collect();
+            for (q, x) in low.into_iter().enumerate() {
+                acc[q].re += x.re;
+                acc[q].im += x.im;
+                acc[q].p1 += x.p1;
+            }
+            for q in b..n {
+                if j >> (q - b) & 1 == 1 {
+                    acc[q as usize].p1 += block_sum;
                 }
             }
         }
         // One pass per high qubit: block j against block j + 2^(q-b).
         let mut other = vec![0u8; buf.len()];
+        let mut other_amps = vec![[0.0f64; 2]; per as usize];
         for q in b..n {
             let step = 1u64 << (q - b);
             for j in (0..blocks).filter(|j| j & step == 0) {
                 self.read_elements(j * per, (j + 1) * per, &mut buf)?;
                 self.read_elements((j + step) * per, (j + step + 1) * per, &mut other)?;
-                for k in 0..per as usize {
-                    acc[q as usize].add(dtype.amplitude(&buf, k), dtype.amplitude(&other, k));
-                }
+                decode_block(dtype, &buf, &mut amps, &mut probs);
+                decode_block(dtype, &other, &mut other_amps, &mut probs);
+                let x = amps
+                    .par_chunks(1 << 16)
+                    .zip(other_amps.par_chunks(1 << 16))
+                    .map(|(a, c)| {
+                        let mut x = Pair::default();
+                        for (a, c) in a.iter().zip(c) {
+                            x.add(*a, *c);
+                        }
+                        x
+                    })
+                    .reduce(Pair::default, |mut x, y| {
+                        x.re += y.re;
+                        x.im += y.im;
+                        x
+                    });
+                acc[q as usize].re += x.re;
+                acc[q as usize].im += x.im;
             }
         }
         Ok(acc.iter().map(|p| p.bloch(norm)).collect())
@@ -355,6 +376,37 @@ impl StateReader {
             repeated_chunks: repeated,
         }
     }
+}
+
+/// The amplitudes of a block as `[re, im]` and their probabilities.
+fn decode_block(
+    dtype: crate::state::dtype::DType,
+    buf: &[u8],
+    amps: &mut [[f64; 2]],
+    probs: &mut [f64],
+) {
+    amps.par_chunks_mut(1 << 16)
+        .zip(probs.par_chunks_mut(1 << 16))
+        .enumerate()
+        .for_each(|(c, (a, p))| {
+            for (k, (a, p)) in a.iter_mut().zip(p.iter_mut()).enumerate() {
+                *a = dtype.amplitude(buf, (c << 16) + k);
+                *p = a[0] * a[0] + a[1] * a[1];
+            }
+        });
+}
+
+/// rho_01 and P(1) of the qubit whose bit is `bit`, over the pairs inside one block.
+fn pairs_within(amps: &[[f64; 2]], probs: &[f64], bit: usize) -> Pair {
+    let mut x = Pair::default();
+    for base in (0..amps.len()).step_by(2 * bit) {
+        let (lo, hi) = (&amps[base..base + bit], &amps[base + bit..base + 2 * bit]);
+        for (a, c) in lo.iter().zip(hi) {
+            x.add(*a, *c);
+        }
+        x.p1 += probs[base + bit..base + 2 * bit].iter().sum::<f64>();
+    }
+    x
 }
 
 /// Sums for one qubit's reduced state.
