@@ -13,12 +13,14 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests need, installed once when missing: mkfs.ext4 for the volume
 # plugin's disk tier, a Docker engine and busybox for its end-to-end tests, curl and socat,
-# and Chromium for the web view's browser tests (driven by Playwright, no browser download).
+# Chromium for the web view's browser tests (driven by Playwright, no browser download), and
+# LLVM's llvm-as/llvm-dis for the QIR bitcode tests.
 if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null \
-    || ! command -v curl >/dev/null || ! command -v socat >/dev/null || ! command -v chromium >/dev/null; then
+    || ! command -v curl >/dev/null || ! command -v socat >/dev/null || ! command -v chromium >/dev/null \
+    || ! command -v llvm-dis >/dev/null; then
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl socat openssl \
-        chromium >/dev/null
+        chromium llvm >/dev/null
 fi
 
 ./scripts/cluster.sh install
@@ -52,15 +54,16 @@ done
 curl -s -o /dev/null -X PUT "http://127.0.0.1:$moto_port/qstore-moto"
 export QSTORE_TEST_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
 export QSTORE_REQUIRE_CLUSTER=1
+export QSTORE_REQUIRE_LLVM=1
 
 cargo test --workspace
 python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
     --force-reinstall ./python
 # The simulator tests drive the qstore binary that `cargo test` built; the browser tests
-# (python/tests/test_ui.py) must run, not skip, and leave their screenshots in
-# target/ui-screenshots.
+# (python/tests/test_ui.py) and the QIR tests against qir-runner (python/tests/test_qir.py)
+# must run, not skip; the browser tests leave their screenshots in target/ui-screenshots.
 export QSTORE_BIN="$PWD/target/debug/qstore"
-export QSTORE_REQUIRE_BROWSER=1
+export QSTORE_REQUIRE_BROWSER=1 QSTORE_REQUIRE_QIR=1
 python -m pytest -q python/tests
 
 # The Docker volume plugin against a real Docker engine (installs and starts one if needed).

@@ -317,8 +317,12 @@ enum Cmd {
     /// Simulate an OpenQASM 2.0 circuit into the repository (created when missing), with
     /// asynchronous checkpoints; `--resume` continues from the latest checkpoint of the branch.
     Run {
-        /// The circuit file (OpenQASM 2.0).
+        /// The program: OpenQASM 2.0, or QIR (`.ll` text, `.bc` bitcode via llvm-dis).
         circuit: PathBuf,
+        /// Run a QIR program this many times and store the counts of its recorded results
+        /// (`--output` is then their prefix, default `shots`).
+        #[arg(long)]
+        shots: Option<u64>,
         /// Branch of the run (created from main when missing).
         #[arg(long, default_value = "main")]
         branch: String,
@@ -724,7 +728,11 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         return exit::USAGE;
     }
     match e.downcast_ref::<qstore_sim::SimError>() {
-        Some(qstore_sim::SimError::Qasm { .. } | qstore_sim::SimError::TooManyQubits(..)) => {
+        Some(
+            qstore_sim::SimError::Qasm { .. }
+            | qstore_sim::SimError::Qir { .. }
+            | qstore_sim::SimError::TooManyQubits(..),
+        ) => {
             return exit::INVALID_INPUT;
         }
         Some(qstore_sim::SimError::CircuitChanged { .. }) => return exit::CONFLICT,
@@ -1236,6 +1244,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Run {
             circuit,
+            shots,
             branch,
             output,
             checkpoint_every,
@@ -1294,6 +1303,37 @@ fn run(cli: Cli) -> Result<()> {
                 .into());
             }
             let address = repo_address(&cli.repo)?;
+            if let Some(n) = shots {
+                if density_matrix || trajectories.is_some() || !noise.is_empty() {
+                    return Err(UsageError(
+                        "--shots runs a QIR program N times noiselessly: not with --density-matrix, --trajectories or --noise (use --trajectories for noisy counts)".into(),
+                    )
+                    .into());
+                }
+                if n == 0 {
+                    return Err(UsageError("--shots must be positive".into()).into());
+                }
+                return run::shots(
+                    &address,
+                    &circuit,
+                    n,
+                    &output.unwrap_or_else(|| "shots".into()),
+                    qstore_sim::RunOptions {
+                        precision,
+                        branch,
+                        output: String::new(),
+                        checkpoint_every,
+                        resume,
+                        seed,
+                        method,
+                        memory_limit,
+                        prune_below,
+                        checkpoint_lossy,
+                        abort_after,
+                    },
+                    &out,
+                );
+            }
             if density_matrix {
                 if trajectories.is_some() || resume || checkpoint_every.is_some() {
                     return Err(UsageError(

@@ -1,5 +1,6 @@
-//! `qstore run`: simulate an OpenQASM 2 circuit with qstore-sim, checkpointing into the
-//! repository, and print the run summary.
+//! `qstore run`: simulate an OpenQASM 2 circuit or a QIR program (`.ll`, `.bc`) with
+//! qstore-sim, checkpointing into the repository, and print the run summary (and a QIR
+//! program's output in the QIR output schema).
 
 use crate::output::{Out, human_bytes};
 use anyhow::{Context, Result};
@@ -19,14 +20,51 @@ pub fn parse_every(s: &str) -> std::result::Result<Every, String> {
     crate::parse_duration(s).map(Every::Time)
 }
 
-fn load(circuit: &Path) -> Result<(String, qstore_sim::Program)> {
-    let source = std::fs::read_to_string(circuit)
-        .with_context(|| format!("cannot read {}", circuit.display()))?;
+/// A program file as read: OpenQASM 2 or QIR.
+enum Loaded {
+    Qasm(String, qstore_sim::Program),
+    Qir(String, qstore_sim::qir::Module),
+}
+
+fn read(circuit: &Path) -> Result<Loaded> {
+    let bytes =
+        std::fs::read(circuit).with_context(|| format!("cannot read {}", circuit.display()))?;
+    if qstore_sim::qir::is_qir(circuit, &bytes) {
+        let text = qstore_sim::qir::read_text(circuit, bytes)?;
+        let m = qstore_sim::qir::load(circuit, &text)?;
+        return Ok(Loaded::Qir(text, m));
+    }
+    let source = String::from_utf8(bytes).map_err(|_| SimError::Qasm {
+        path: circuit.display().to_string(),
+        error: qstore_sim::QasmError {
+            line: 0,
+            msg: "not UTF-8 text".into(),
+        },
+    })?;
     let program = qstore_sim::parse(&source).map_err(|e| SimError::Qasm {
         path: circuit.display().to_string(),
         error: e,
     })?;
-    Ok((source, program))
+    Ok(Loaded::Qasm(source, program))
+}
+
+/// The program as a fixed list of operations: OpenQASM, or a QIR program that does not
+/// branch on results (studies and density-matrix runs need one).
+fn load(circuit: &Path) -> Result<(String, qstore_sim::Program)> {
+    match read(circuit)? {
+        Loaded::Qasm(s, p) => Ok((s, p)),
+        Loaded::Qir(s, m) => {
+            match qstore_sim::qir::to_program(&m, &circuit.display().to_string())? {
+                Some(p) => Ok((s, p)),
+                None => Err(SimError::Options(format!(
+                    "{} branches on measurement results (adaptive QIR): it runs as a single run \
+                     or with --shots, not with --trajectories or --density-matrix",
+                    circuit.display()
+                ))
+                .into()),
+            }
+        }
+    }
 }
 
 /// Run a noisy Monte-Carlo study of `circuit` on the repository at `address`. `save` is the
@@ -104,7 +142,7 @@ pub fn run(
     drain_to: Option<&str>,
     out: &Out,
 ) -> Result<()> {
-    let (source, program) = load(circuit)?;
+    let loaded = read(circuit)?;
     let repo = Repository::open_or_init(address)?;
     let drain = match drain_to {
         Some(remote) => Some(qstore::repo::Drain::start_to(
@@ -115,7 +153,18 @@ pub fn run(
         )?),
         None => None,
     };
-    let r = qstore_sim::run(&repo, &source, &program, &opts)?;
+    let mut qir_output = None;
+    let r = match &loaded {
+        Loaded::Qasm(source, program) => qstore_sim::run(&repo, source, program, &opts)?,
+        Loaded::Qir(text, m) => {
+            let mut src = qstore_sim::qir::QirSource::new(m, &circuit.display().to_string());
+            let r = qstore_sim::run_source(&repo, text, &mut src, &opts)?;
+            if !r.already_done {
+                qir_output = Some(src.machine.output_text(m));
+            }
+            r
+        }
+    };
     let drained = drain.map(|d| d.finish());
     let overhead = r.checkpoint_overhead();
     out.emit(
@@ -130,6 +179,7 @@ pub fn run(
             "peak_support": r.peak_support, "switched_to_dense_at": r.switched_at,
             "pruned_mass": r.pruned_mass, "resumed_from_lossy_fidelity": r.resumed_from_lossy,
             "checkpoint_lossy": opts.checkpoint_lossy.map(|l| l.to_string()),
+            "qir_output": qir_output,
         }),
         || {
             if r.already_done {
@@ -176,7 +226,60 @@ pub fn run(
             if let Some(d) = &drained {
                 s += &format!("\n{}", drain_line(d));
             }
+            if let Some(o) = &qir_output {
+                s += &format!("\n{}", o.trim_end());
+            }
             s
+        },
+    );
+    Ok(())
+}
+
+/// Run the QIR program `circuit` `shots` times; print every shot's output (QIR output
+/// schema) and store the counts at `prefix/counts`.
+pub fn shots(
+    address: &str,
+    circuit: &Path,
+    shots: u64,
+    prefix: &str,
+    opts: RunOptions,
+    out: &Out,
+) -> Result<()> {
+    let Loaded::Qir(text, m) = read(circuit)? else {
+        return Err(crate::UsageError(
+            "--shots runs QIR programs; for OpenQASM use --trajectories N --shots-per-trajectory K"
+                .into(),
+        )
+        .into());
+    };
+    let repo = Repository::open_or_init(address)?;
+    let path = circuit.display().to_string();
+    let r = qstore_sim::qir::run_shots(&repo, &text, &m, &path, shots, prefix, &opts)?;
+    out.emit(
+        json!({
+            "circuit": path, "qubits": r.qubits, "shots": r.shots, "run_now": r.run_now,
+            "resumed_at": r.resumed_at, "outcomes": r.outcomes, "outcome_bits": r.outcome_bits,
+            "branch": opts.branch, "prefix": prefix, "commit": r.commit, "seconds": r.seconds,
+            "checkpoints": r.checkpoints, "output": r.text,
+        }),
+        || {
+            format!(
+                "{}{}: {} qubits, {} shots{} in {:.2} s; {} outcomes of {} recorded bits\n\
+                 counts: {}/counts on branch {} (commit {})",
+                r.text,
+                path,
+                r.qubits,
+                r.shots,
+                r.resumed_at
+                    .map(|k| format!(" (resumed after {k})"))
+                    .unwrap_or_default(),
+                r.seconds,
+                r.outcomes,
+                r.outcome_bits,
+                prefix,
+                opts.branch,
+                &r.commit[..12.min(r.commit.len())]
+            )
         },
     );
     Ok(())

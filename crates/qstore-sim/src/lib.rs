@@ -12,6 +12,7 @@ pub mod density;
 pub mod hybrid;
 pub mod noise;
 pub mod qasm;
+pub mod qir;
 pub mod runner;
 pub mod sparse;
 pub mod state;
@@ -24,7 +25,9 @@ pub use density::{DensityMatrix, run_density};
 pub use hybrid::{Hybrid, Method, Plan};
 pub use noise::NoiseModel;
 pub use qasm::{QasmError, parse};
-pub use runner::{Every, Precision, RunOptions, RunReport, run};
+pub use runner::{
+    Every, Next, OpSource, Precision, ProgramSource, RunOptions, RunReport, run, run_source,
+};
 pub use sparse::SparseState;
 pub use state::QuantumState;
 pub use statevector::{Real, StateVector};
@@ -35,6 +38,13 @@ pub use study::{StudyOptions, StudyReport, study};
 pub enum SimError {
     #[error("{path}: {error}")]
     Qasm { path: String, error: QasmError },
+    /// A QIR program that cannot be read or run: what and on which line (0: the file).
+    #[error("{path}: {}{message}", if *line > 0 { format!("line {line}: ") } else { String::new() })]
+    Qir {
+        path: String,
+        line: usize,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] qstore::Error),
     #[error(

@@ -43,6 +43,8 @@ const META_ORDER: &str = "qstore.sim.qubit_order";
 const META_OUTPUT: &str = "qstore.sim.output";
 const META_ENGINE: &str = "qstore.sim.engine";
 const META_PRUNED: &str = "qstore.sim.pruned_mass";
+/// The program's position (a QIR interpreter's state as JSON; an OpenQASM index).
+const META_POSITION: &str = "qstore.sim.position";
 
 /// How often to checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -346,6 +348,80 @@ impl<const W: usize> RunState for Hybrid<W> {
     }
 }
 
+/// What the runner does next, as an [`OpSource`] says.
+pub enum Next {
+    /// Apply this operation (from this source line).
+    Op(Op, usize),
+    /// Checkpoint now (a program's own request), with this label.
+    Checkpoint(String),
+    /// The program is done.
+    End,
+}
+
+/// Where a run's operations come from: an OpenQASM [`Program`] read in order, or a QIR
+/// program's interpreter ([`crate::qir::QirSource`]), which decides the next operation from
+/// the measurement results so far. Its position is stored in each checkpoint.
+pub trait OpSource {
+    fn qubits(&self) -> usize;
+    fn clbits(&self) -> usize;
+    /// Gates in the program (as written; a loop's gates count once).
+    fn gate_count(&self) -> usize;
+    /// The next operation; `clbits` holds the measurement results so far.
+    fn next(&mut self, clbits: &[bool]) -> Result<Next, SimError>;
+    /// Whether the program has no operation left (to skip a checkpoint at the very end).
+    fn at_end(&self) -> bool;
+    /// The position to store in a checkpoint.
+    fn position(&self) -> String;
+    /// Continue from a stored position, `ops` operations in.
+    fn restore(&mut self, position: Option<&str>, ops: usize) -> Result<(), String>;
+}
+
+/// An OpenQASM program read in order: its position is the index of the next operation.
+pub struct ProgramSource<'a> {
+    pub program: &'a Program,
+    pub next: usize,
+}
+
+impl OpSource for ProgramSource<'_> {
+    fn qubits(&self) -> usize {
+        self.program.qubits
+    }
+
+    fn clbits(&self) -> usize {
+        self.program.clbits
+    }
+
+    fn gate_count(&self) -> usize {
+        self.program.gate_count()
+    }
+
+    fn next(&mut self, _clbits: &[bool]) -> Result<Next, SimError> {
+        match self.program.ops.get(self.next) {
+            Some((op, line)) => {
+                self.next += 1;
+                Ok(Next::Op(op.clone(), *line))
+            }
+            None => Ok(Next::End),
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        self.next >= self.program.ops.len()
+    }
+
+    fn position(&self) -> String {
+        self.next.to_string()
+    }
+
+    fn restore(&mut self, _position: Option<&str>, ops: usize) -> Result<(), String> {
+        if ops > self.program.ops.len() {
+            return Err("it does not fit this circuit".into());
+        }
+        self.next = ops;
+        Ok(())
+    }
+}
+
 struct Resume<S> {
     state: S,
     /// The fidelity of a lossy checkpoint to the state it approximates.
@@ -385,7 +461,7 @@ fn latest<S: RunState>(
     repo: &Repository,
     branch: &str,
     hash: &str,
-    program: &Program,
+    source: &mut dyn OpSource,
     plan: &Plan,
 ) -> Result<Latest<S>, SimError> {
     for (id, c) in repo.log(branch, usize::MAX)? {
@@ -411,17 +487,23 @@ fn latest<S: RunState>(
             .chars()
             .map(|ch| ch == '1')
             .collect();
-        if next > program.ops.len() || clbits.len() != program.clbits {
+        if clbits.len() != source.clbits() {
             return Err(SimError::BadCheckpoint {
                 commit: cid,
                 detail: "it does not fit this circuit".into(),
             });
         }
+        source
+            .restore(c.metadata.get(META_POSITION).map(|s| s.as_str()), next)
+            .map_err(|detail| SimError::BadCheckpoint {
+                commit: cid.clone(),
+                detail,
+            })?;
         // Checkpoints written before the sparse engine existed are dense.
         let engine = c.metadata.get(META_ENGINE).map_or("dense", |s| s.as_str());
         let mut r = repo.reader(&cid, CHECKPOINT_PATH)?;
         let lossy_fidelity = r.entry().lossy.as_ref().map(|l| l.fidelity);
-        let mut state = S::load(&mut r, engine, program.qubits, plan).map_err(|detail| {
+        let mut state = S::load(&mut r, engine, source.qubits(), plan).map_err(|detail| {
             SimError::BadCheckpoint {
                 commit: cid.clone(),
                 detail,
@@ -454,7 +536,17 @@ pub fn run(
     program: &Program,
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
-    let n = program.qubits;
+    run_source(repo, source, &mut ProgramSource { program, next: 0 }, opts)
+}
+
+/// Run the operations `program` gives (its text is `source`) on `repo` as `opts` says.
+pub fn run_source(
+    repo: &Repository,
+    source: &str,
+    program: &mut dyn OpSource,
+    opts: &RunOptions,
+) -> Result<RunReport, SimError> {
+    let n = program.qubits();
     if n == 0 {
         return Err(SimError::TooManyQubits(0, MAX_QUBITS));
     }
@@ -477,11 +569,11 @@ pub fn run(
 fn run_with<S: RunState>(
     repo: &Repository,
     source: &str,
-    program: &Program,
+    program: &mut dyn OpSource,
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
     let start = Instant::now();
-    let n = program.qubits;
+    let n = program.qubits();
     let plan = opts.plan();
     let hash = circuit_hash(source);
     if repo.resolve(&opts.branch).is_err() {
@@ -513,27 +605,29 @@ fn run_with<S: RunState>(
             S::fresh(n, &plan)?,
             0,
             ChaCha8Rng::seed_from_u64(opts.seed),
-            vec![false; program.clbits],
+            vec![false; program.clbits()],
             opts.seed,
         )
     };
-    let metadata = |kind: &str, next: usize, rng: &ChaCha8Rng, clbits: &[bool], s: &S| {
-        let mut m = BTreeMap::from([
-            (META_KIND.to_string(), kind.to_string()),
-            (META_HASH.to_string(), hash.clone()),
-            (META_NEXT.to_string(), next.to_string()),
-            (META_SEED.to_string(), seed.to_string()),
-            (META_RNG.to_string(), rng.get_word_pos().to_string()),
-            (META_CLBITS.to_string(), bits(clbits)),
-            (META_ORDER.to_string(), "little".to_string()),
-            (META_OUTPUT.to_string(), opts.output.clone()),
-            (META_ENGINE.to_string(), s.engine().to_string()),
-        ]);
-        if plan.prune_below.is_some() {
-            m.insert(META_PRUNED.to_string(), s.pruned_mass().to_string());
-        }
-        m
-    };
+    let metadata =
+        |kind: &str, next: usize, position: String, rng: &ChaCha8Rng, clbits: &[bool], s: &S| {
+            let mut m = BTreeMap::from([
+                (META_POSITION.to_string(), position),
+                (META_KIND.to_string(), kind.to_string()),
+                (META_HASH.to_string(), hash.clone()),
+                (META_NEXT.to_string(), next.to_string()),
+                (META_SEED.to_string(), seed.to_string()),
+                (META_RNG.to_string(), rng.get_word_pos().to_string()),
+                (META_CLBITS.to_string(), bits(clbits)),
+                (META_ORDER.to_string(), "little".to_string()),
+                (META_OUTPUT.to_string(), opts.output.clone()),
+                (META_ENGINE.to_string(), s.engine().to_string()),
+            ]);
+            if plan.prune_below.is_some() {
+                m.insert(META_PRUNED.to_string(), s.pruned_mass().to_string());
+            }
+            m
+        };
     let mut pending: Option<(PendingCommit, Instant)> = None;
     let mut since = (0usize, Instant::now());
     let loop_start = Instant::now();
@@ -541,33 +635,52 @@ fn run_with<S: RunState>(
         dtype,
         shape: vec![1u64 << n],
     };
-    while next < program.ops.len() {
-        let (op, line) = &program.ops[next];
-        state.step(op, next, *line, &plan, &mut clbits, &mut rng)?;
-        next += 1;
+    loop {
+        let (due_now, label) = match program.next(&clbits)? {
+            Next::End => break,
+            Next::Checkpoint(label) => (true, Some(label)),
+            Next::Op(op, line) => {
+                state.step(&op, next, line, &plan, &mut clbits, &mut rng)?;
+                next += 1;
+                (false, None)
+            }
+        };
         if let Some((p, t)) = pending.take_if(|(p, _)| p.is_done()) {
             report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
             p.wait()?;
         }
-        report.ops += 1;
-        if opts.abort_after == Some(report.ops) {
-            std::process::abort();
+        if label.is_none() {
+            report.ops += 1;
+            if opts.abort_after == Some(report.ops) {
+                std::process::abort();
+            }
         }
-        let due = match opts.checkpoint_every {
-            Some(Every::Ops(k)) => next - since.0 >= k.max(1),
-            Some(Every::Time(t)) => since.1.elapsed() >= t,
-            None => false,
-        };
-        if due && next < program.ops.len() {
+        let due = due_now
+            || match opts.checkpoint_every {
+                Some(Every::Ops(k)) => next - since.0 >= k.max(1),
+                Some(Every::Time(t)) => since.1.elapsed() >= t,
+                None => false,
+            };
+        if due && (due_now || !program.at_end()) {
             let t0 = Instant::now();
             if let Some((p, t)) = pending.take() {
                 p.wait()?;
                 report.checkpoint_write_seconds += t.elapsed().as_secs_f64();
             }
             let commit = CommitOptions {
-                message: format!("checkpoint after operation {next}"),
+                message: match &label {
+                    Some(l) if !l.is_empty() => format!("checkpoint {l} after operation {next}"),
+                    _ => format!("checkpoint after operation {next}"),
+                },
                 author: "qstore run".into(),
-                metadata: metadata("checkpoint", next, &rng, &clbits, &state),
+                metadata: metadata(
+                    "checkpoint",
+                    next,
+                    program.position(),
+                    &rng,
+                    &clbits,
+                    &state,
+                ),
             };
             match state.stored() {
                 Stored::Dense(dtype, bytes) => {
@@ -642,12 +755,9 @@ fn run_with<S: RunState>(
         }
     }
     let id = tx.commit(CommitOptions {
-        message: format!(
-            "final state of the circuit ({} operations)",
-            program.ops.len()
-        ),
+        message: format!("final state of the circuit ({next} operations)"),
         author: "qstore run".into(),
-        metadata: metadata("final", next, &rng, &clbits, &state),
+        metadata: metadata("final", next, program.position(), &rng, &clbits, &state),
     })?;
     report.final_commit = id.to_hex();
     report.clbits = bits(&clbits);

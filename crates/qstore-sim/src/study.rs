@@ -160,6 +160,56 @@ fn sample(
     }
 }
 
+/// Store `counts` (outcomes as words, highest first; clbit 0 = bit 0 of the last word) of
+/// `width`-bit outcomes at `path`: a dense uint64 histogram up to [`MAX_COUNT_BITS`] bits, a
+/// sparse table ([`SPARSE_COUNTS`]) beyond.
+pub(crate) fn put_counts(
+    tx: &mut qstore::Transaction,
+    path: &str,
+    counts: &BTreeMap<Vec<u64>, u64>,
+    width: usize,
+) -> Result<(), SimError> {
+    let arr = |shape: Vec<u64>, dtype| ArrayInfo { dtype, shape };
+    if width <= MAX_COUNT_BITS {
+        let mut hist = vec![0u64; 1usize << width];
+        for (k, v) in counts {
+            if let Some(h) = hist.get_mut(k[k.len() - 1] as usize) {
+                *h = *v;
+            }
+        }
+        tx.put(
+            path,
+            &arr(vec![hist.len() as u64], DType::UInt64),
+            bytemuck::cast_slice(&hist),
+            &PutOptions {
+                kind: qstore::KindRequest::Array,
+                ..Default::default()
+            },
+        )?;
+    } else {
+        let words = width.div_ceil(64);
+        let mut table = Vec::with_capacity(counts.len() * (words + 1));
+        for (k, v) in counts {
+            table.extend(k.iter().rev());
+            table.push(*v);
+        }
+        tx.put(
+            path,
+            &arr(vec![counts.len() as u64, words as u64 + 1], DType::UInt64),
+            bytemuck::cast_slice(&table),
+            &PutOptions {
+                kind: qstore::KindRequest::Array,
+                tags: BTreeMap::from([
+                    ("layout".to_string(), SPARSE_COUNTS.to_string()),
+                    ("outcome_bits".to_string(), width.to_string()),
+                ]),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Run the study.
 pub fn study(
     repo: &Repository,
@@ -323,44 +373,7 @@ fn study_with<const W: usize>(
     report.outcomes = counts.len();
     let mut tx = repo.transaction(&opts.branch)?;
     let arr = |shape: Vec<u64>, dtype| ArrayInfo { dtype, shape };
-    let counts_path = format!("{}/counts", opts.prefix);
-    if width <= MAX_COUNT_BITS {
-        let mut hist = vec![0u64; 1usize << width];
-        for (k, v) in &counts {
-            if let Some(h) = hist.get_mut(k[k.len() - 1] as usize) {
-                *h = *v;
-            }
-        }
-        tx.put(
-            &counts_path,
-            &arr(vec![hist.len() as u64], DType::UInt64),
-            bytemuck::cast_slice(&hist),
-            &PutOptions {
-                kind: qstore::KindRequest::Array,
-                ..Default::default()
-            },
-        )?;
-    } else {
-        let words = width.div_ceil(64);
-        let mut table = Vec::with_capacity(counts.len() * (words + 1));
-        for (k, v) in &counts {
-            table.extend(k.iter().rev());
-            table.push(*v);
-        }
-        tx.put(
-            &counts_path,
-            &arr(vec![counts.len() as u64, words as u64 + 1], DType::UInt64),
-            bytemuck::cast_slice(&table),
-            &PutOptions {
-                kind: qstore::KindRequest::Array,
-                tags: BTreeMap::from([
-                    ("layout".to_string(), SPARSE_COUNTS.to_string()),
-                    ("outcome_bits".to_string(), width.to_string()),
-                ]),
-                ..Default::default()
-            },
-        )?;
-    }
+    put_counts(&mut tx, &format!("{}/counts", opts.prefix), &counts, width)?;
     if let Some(rho) = &rho {
         let dim = 1u64 << n;
         tx.put(
