@@ -314,8 +314,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RemoteCmd,
     },
-    /// Simulate an OpenQASM 2.0 circuit into the repository (created when missing), with
-    /// asynchronous checkpoints; `--resume` continues from the latest checkpoint of the branch.
+    /// Simulate an OpenQASM 2.0 circuit or a QIR program (docs/qir.md) into the repository
+    /// (created when missing), with asynchronous checkpoints; `--resume` continues from the
+    /// latest checkpoint of the branch.
     Run {
         /// The program: OpenQASM 2.0, or QIR (`.ll` text, `.bc` bitcode via llvm-dis).
         circuit: PathBuf,
