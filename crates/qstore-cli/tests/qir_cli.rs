@@ -406,3 +406,86 @@ fn static_programs_take_noise_studies_and_adaptive_ones_say_why_not() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("adaptive QIR"));
 }
+
+#[test]
+fn kill_9_of_an_adaptive_run_then_resume_gives_the_same_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("states");
+    let file = dir.path().join("big.ll");
+    std::fs::write(&file, adaptive(18, 30)).unwrap();
+    let f = file.to_str().unwrap();
+    let o = qstore(
+        &repo,
+        &[
+            "run", f, "--branch", "clean", "--seed", "3", "--method", "dense",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want_out = String::from_utf8_lossy(&o.stdout)
+        .split("START")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let want = Repository::open(repo.to_str().unwrap())
+        .unwrap()
+        .reader("clean", "final")
+        .unwrap()
+        .read_all()
+        .unwrap();
+    let mut resumed = 0;
+    for (k, delay_ms) in [300u64, 900, 1800].iter().enumerate() {
+        let b = format!("killed{k}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qstore"))
+            .env("QSTORE_REPO", &repo)
+            .args([
+                "run",
+                f,
+                "--branch",
+                &b,
+                "--seed",
+                "3",
+                "--method",
+                "dense",
+                "--checkpoint-every",
+                "40",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
+        let _ = child.kill(); // SIGKILL (it may have finished already)
+        let _ = child.wait();
+        let o = qstore(
+            &repo,
+            &["run", f, "--branch", &b, "--resume", "--method", "dense"],
+        );
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        if o.status.code() == Some(3) {
+            // Killed before its first checkpoint was durable: start it over.
+            let o = qstore(
+                &repo,
+                &["run", f, "--branch", &b, "--seed", "3", "--method", "dense"],
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        } else {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            if out.contains("resumed at operation") {
+                resumed += 1;
+                assert_eq!(
+                    out.split("START").nth(1).unwrap(),
+                    want_out,
+                    "kill after {delay_ms} ms"
+                );
+            }
+        }
+        let r = Repository::open(repo.to_str().unwrap()).unwrap();
+        assert_eq!(
+            r.reader(&b, "final").unwrap().read_all().unwrap(),
+            want,
+            "kill after {delay_ms} ms"
+        );
+        assert!(r.fsck(false).unwrap().problems.is_empty());
+    }
+    assert!(resumed > 0, "no kill landed mid-run");
+}
