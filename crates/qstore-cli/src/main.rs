@@ -137,6 +137,31 @@ enum Cmd {
     },
     /// Store a state from a .npy file (dense) or a .json file (sparse) and commit it.
     Put(PutArgs),
+    /// Write a state as a Zarr v3 array (zarr-python 3, tensorstore): `export PATH --format
+    /// zarr DIR`.
+    Export {
+        path: String,
+        /// The array's directory (created; must not exist or be empty).
+        dir: PathBuf,
+        /// The format: zarr (Zarr v3).
+        #[arg(long, default_value = "zarr")]
+        format: String,
+        /// Branch, tag or commit id.
+        #[arg(long = "ref", default_value = "main")]
+        reference: String,
+    },
+    /// Store a Zarr v3 array (as zarr-python writes it: codecs bytes, zstd, gzip, crc32c) as
+    /// a state and commit it: `import PATH DIR`.
+    Import {
+        path: String,
+        /// The array's directory (holding zarr.json).
+        dir: PathBuf,
+        /// What the array is; `auto` accepts only state vectors and density matrices.
+        #[arg(long, value_enum, default_value = "auto")]
+        kind: KindArg,
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
     /// Read a state into a .npy file (dense) or a .json file (sparse).
     Get {
         path: String,
@@ -947,6 +972,71 @@ fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Put(args) => put(&open(&cli.repo)?, args, &out)?,
+        Cmd::Export {
+            path,
+            dir,
+            format,
+            reference,
+        } => {
+            if format != "zarr" {
+                return Err(UsageError(format!("--format {format}: only zarr is written")).into());
+            }
+            let repo = open(&cli.repo)?;
+            let (commit, _) = repo.state(&reference, &path)?;
+            let mut r = repo.reader(&commit.to_hex(), &path)?;
+            let rep = qstore::zarr::export(&mut r, &path, &commit.to_hex(), &dir)?;
+            out.emit(json!(rep), || {
+                format!(
+                    "exported {path} ({} of {:?}, chunks {:?}) to {} as Zarr v3: {} chunks written ({}), {} all-zero chunks left out",
+                    rep.data_type,
+                    rep.shape,
+                    rep.chunk_shape,
+                    dir.display(),
+                    rep.chunks_written,
+                    human_bytes(rep.bytes_written as u128),
+                    rep.chunks_skipped
+                )
+            });
+        }
+        Cmd::Import {
+            path,
+            dir,
+            kind,
+            commit,
+        } => {
+            let repo = open(&cli.repo)?;
+            let (info, data) = qstore::zarr::read_array(&dir)?;
+            let opts = PutOptions {
+                kind: match kind {
+                    KindArg::Auto => KindRequest::Auto,
+                    KindArg::Statevector => KindRequest::StateVector,
+                    KindArg::DensityMatrix => KindRequest::DensityMatrix,
+                    KindArg::Array => KindRequest::Array,
+                },
+                ..Default::default()
+            };
+            let mut tx = repo.transaction(&commit.branch)?;
+            let entry = tx.put(&path, &info, &data, &opts)?;
+            let mut c = commit_options(&commit);
+            if c.message.is_empty() {
+                c.message = format!("import {path} from {}", dir.display());
+            }
+            let id = tx.commit(c)?;
+            out.emit(
+                json!({"commit": id.to_hex(), "path": path, "state": output::entry_json(&path, &entry)}),
+                || {
+                    format!(
+                        "imported {} ({} {} {}, {}) as {path} in commit {}",
+                        dir.display(),
+                        entry.kind.name(),
+                        entry.dtype.name(),
+                        entry.encoding.name(),
+                        output::dense_size(&entry),
+                        id.short()
+                    )
+                },
+            );
+        }
         Cmd::Get {
             path,
             output,

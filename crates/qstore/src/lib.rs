@@ -34,6 +34,7 @@ pub mod refs;
 pub mod repo;
 pub mod state;
 pub mod storage;
+pub mod zarr;
 
 pub use error::{Error, ErrorCategory, Result};
 pub use format::commit::Commit;
