@@ -14,13 +14,14 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need, installed once when missing: mkfs.ext4 for the volume
 # plugin's disk tier, a Docker engine and busybox for its end-to-end tests, curl and socat,
 # Chromium for the web view's browser tests (driven by Playwright, no browser download), and
-# LLVM's llvm-as/llvm-dis for the QIR bitcode tests.
+# LLVM's llvm-as/llvm-dis for the QIR bitcode tests, and OpenMPI (mpirun, and mpicc for
+# mpi4py's build) for the tests of states written by MPI ranks.
 if ! command -v mkfs.ext4 >/dev/null || ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null \
     || ! command -v curl >/dev/null || ! command -v socat >/dev/null || ! command -v chromium >/dev/null \
-    || ! command -v llvm-dis >/dev/null; then
+    || ! command -v llvm-dis >/dev/null || ! command -v mpirun >/dev/null; then
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io e2fsprogs busybox-static curl socat openssl \
-        chromium llvm >/dev/null
+        chromium llvm openmpi-bin libopenmpi-dev >/dev/null
 fi
 
 ./scripts/cluster.sh install
@@ -60,10 +61,10 @@ cargo test --workspace
 python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
     --force-reinstall ./python
 # The simulator tests drive the qstore binary that `cargo test` built; the browser tests
-# (python/tests/test_ui.py) and the QIR tests against qir-runner (python/tests/test_qir.py)
-# must run, not skip; the browser tests leave their screenshots in target/ui-screenshots.
+# (python/tests/test_ui.py), the QIR tests against qir-runner (python/tests/test_qir.py) and
+# the MPI tests (python/tests/test_mpi.py) must run, not skip; the browser tests leave their screenshots in target/ui-screenshots.
 export QSTORE_BIN="$PWD/target/debug/qstore"
-export QSTORE_REQUIRE_BROWSER=1 QSTORE_REQUIRE_QIR=1
+export QSTORE_REQUIRE_BROWSER=1 QSTORE_REQUIRE_QIR=1 QSTORE_REQUIRE_MPI=1
 python -m pytest -q python/tests
 
 # The Docker volume plugin against a real Docker engine (installs and starts one if needed).

@@ -352,6 +352,43 @@ class Repository:
         """Paths added, removed or changed from ``a`` to ``b`` (chunks changed, fidelity)."""
         return json.loads(self._n.diff(a, b))
 
+    # ---- states written in parts ---------------------------------------------------------
+
+    def begin_upload(
+        self, path: str, dtype: Any, shape: Sequence[int], parts: int, kind: Optional[str] = None
+    ) -> str:
+        """Declare a state of ``dtype``/``shape`` that ``parts`` writers will store in parts
+        (part k holds flat elements ``floor(k*N/P)`` to ``floor((k+1)*N/P)``), committed at
+        ``path`` by :meth:`complete_upload`; returns the upload id to hand to every writer.
+        See ``qstore.mpi`` for MPI programs."""
+        name = np.dtype(dtype).name
+        if name not in _arrays.SUPPORTED_DTYPES:
+            raise InvalidState(f"dtype {name} is not supported; use one of {', '.join(_arrays.SUPPORTED_DTYPES)}")
+        shape = [int(x) for x in shape]
+        return self._n.begin_upload(path, name, shape, kind or "auto", int(parts))
+
+    def put_part(self, upload: str, k: int, array: Any) -> None:
+        """Store part ``k`` of ``upload``: exactly its flat elements, in the upload's dtype.
+        Any process or host can store any part; storing a part again replaces it."""
+        a = _arrays.to_ndarray(array)
+        view, _, _ = _arrays.byte_view(np.ascontiguousarray(a).reshape(-1))
+        self._n.put_part(upload, int(k), view)
+
+    def complete_upload(
+        self, upload: str, branch: str = "main", message: str = "", author: Optional[str] = None
+    ) -> str:
+        """Commit ``upload`` from its parts (all must be stored); returns the commit id.
+        Completing it again returns the same commit."""
+        return self._n.complete_upload(upload, branch, message or "put in parts", author or _default_author())
+
+    def abort_upload(self, upload: str) -> None:
+        """Give up ``upload``; gc reclaims its parts."""
+        self._n.abort_upload(upload)
+
+    def uploads(self) -> List[Dict[str, Any]]:
+        """Every upload here: its spec, the parts stored, the commit once completed."""
+        return json.loads(self._n.uploads())
+
     # ---- maintenance ---------------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:

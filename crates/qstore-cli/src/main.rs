@@ -251,6 +251,16 @@ enum Cmd {
         /// Rewrite packs whose dead fraction exceeds this.
         #[arg(long, default_value_t = 0.3)]
         threshold: f64,
+        /// Uploads (states written in parts) not completed for this long are abandoned:
+        /// their parts are reclaimed.
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        upload_ttl: std::time::Duration,
+    },
+    /// States written in parts by several writers (MPI ranks, hosts): `begin`, `put`,
+    /// `complete`, `abort`, `ls` (docs in README "States written in parts").
+    Upload {
+        #[command(subcommand)]
+        cmd: UploadCmd,
     },
     /// Drop a branch's history older than a duration so gc can reclaim it (tags keep what
     /// they name).
@@ -535,6 +545,37 @@ fn loop_amplitude(i: u64, k: u64) -> f64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+}
+
+#[derive(Subcommand)]
+enum UploadCmd {
+    /// Declare a state of DTYPE and SHAPE to be written in PARTS parts and committed at PATH;
+    /// prints the upload id (last word).
+    Begin {
+        path: String,
+        #[arg(long, default_value = "complex128")]
+        dtype: String,
+        /// N (a vector) or N,M (a matrix).
+        #[arg(long)]
+        shape: String,
+        #[arg(long)]
+        parts: u32,
+        #[arg(long, value_enum, default_value = "auto")]
+        kind: KindArg,
+    },
+    /// Store part K of upload ID from a .npy file holding exactly the part's elements
+    /// (part k of P holds flat elements floor(k*N/P) to floor((k+1)*N/P)).
+    Put { id: String, k: u32, file: PathBuf },
+    /// Commit upload ID from its parts (completing again prints the same commit).
+    Complete {
+        id: String,
+        #[command(flatten)]
+        commit: CommitArgs,
+    },
+    /// Give up upload ID (gc reclaims its parts).
+    Abort { id: String },
+    /// List the uploads and the parts stored.
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -1557,16 +1598,19 @@ fn run(cli: Cli) -> Result<()> {
                 _ => bench::run(&dir, &sizes, &classes, json_out.as_ref(), &out)?,
             }
         }
+        Cmd::Upload { cmd } => upload(&open(&cli.repo)?, cmd, &out)?,
         Cmd::Gc {
             dry_run,
             grace,
             threshold,
+            upload_ttl,
         } => {
             let repo = open(&cli.repo)?;
             let r = repo.gc(&qstore::GcOptions {
                 grace,
                 dry_run,
                 repack_threshold: threshold,
+                upload_ttl,
             })?;
             out.emit(serde_json::to_value(&r)?, || {
                 format!(
@@ -2051,6 +2095,100 @@ fn show(
 }
 
 /// `qstore serve`.
+/// `qstore upload ...`.
+fn upload(repo: &Repository, cmd: UploadCmd, out: &Out) -> Result<()> {
+    match cmd {
+        UploadCmd::Begin {
+            path,
+            dtype,
+            shape,
+            parts,
+            kind,
+        } => {
+            let dtype = qstore::DType::from_name(&dtype)
+                .ok_or_else(|| UsageError(format!("unknown dtype {dtype:?}")))?;
+            let shape: Vec<u64> = shape
+                .split(',')
+                .map(|x| x.trim().parse::<u64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| UsageError(format!("malformed shape {shape:?} (N or N,M)")))?;
+            let kind = match kind {
+                KindArg::Auto => KindRequest::Auto,
+                KindArg::Statevector => KindRequest::StateVector,
+                KindArg::DensityMatrix => KindRequest::DensityMatrix,
+                KindArg::Array => KindRequest::Array,
+            };
+            let id = repo.begin_upload(&path, &ArrayInfo { dtype, shape }, kind, parts)?;
+            out.emit(json!({"upload": id, "path": path, "parts": parts}), || {
+                format!("upload of {path} in {parts} parts: {id}")
+            });
+        }
+        UploadCmd::Put { id, k, file } => {
+            let (info, src) = npy::open(&file)?;
+            let mut data = vec![0u8; info.byte_len().unwrap_or(0) as usize];
+            qstore::DenseSource::read_at(&src, 0, &mut data)?;
+            let st = repo.put_part(&id, k, &data)?;
+            out.emit(json!({"upload": id, "part": k, "stats": st}), || {
+                format!(
+                    "part {k} of upload {id} stored: {} chunks, {} new, {} written",
+                    st.chunks,
+                    st.new_chunks,
+                    human_bytes(st.new_stored_bytes as u128)
+                )
+            });
+        }
+        UploadCmd::Complete { id, commit } => {
+            let mut c = commit_options(&commit);
+            if c.message.is_empty() {
+                c.message = "put in parts".into();
+            }
+            let spec = repo.upload_spec(&id)?;
+            let cid = repo.complete_upload(&id, &commit.branch, c)?;
+            out.emit(
+                json!({"upload": id, "commit": cid.to_hex(), "path": spec.path}),
+                || {
+                    format!(
+                        "stored {} from {} parts in commit {}",
+                        spec.path,
+                        spec.parts,
+                        cid.short()
+                    )
+                },
+            );
+        }
+        UploadCmd::Abort { id } => {
+            repo.abort_upload(&id)?;
+            out.emit(json!({"upload": id, "aborted": true}), || {
+                format!("upload {id} aborted; gc reclaims its parts")
+            });
+        }
+        UploadCmd::Ls => {
+            let v = repo.uploads()?;
+            out.emit(serde_json::to_value(&v)?, || {
+                v.iter()
+                    .map(|u| {
+                        format!(
+                            "{} {} {:?} {}: parts {}/{} stored{}",
+                            u.spec.id,
+                            u.spec.path,
+                            u.spec.shape,
+                            u.spec.dtype,
+                            u.parts_stored.len(),
+                            u.spec.parts,
+                            u.completed
+                                .as_ref()
+                                .map(|c| format!(", completed in {}", &c[..12]))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Serve until told to stop. With `login_code` (`qstore ui`), the URL to open, carrying the
 /// one-time code after `#` (never sent to the server as part of a URL), is printed too.
 fn serve(

@@ -110,7 +110,7 @@ pub struct RefAnswer {
 /// `packs/<32 hex>.pack`. Everything else (`..`, absolute paths, other directories) is
 /// refused before it reaches storage.
 pub fn blob_key_allowed(key: &str) -> bool {
-    if key == "config.json" || key == "init.json" {
+    if key == "config.json" || key == "init.json" || upload_key_allowed(key) {
         return true;
     }
     match key
@@ -127,9 +127,39 @@ pub fn blob_key_allowed(key: &str) -> bool {
     }
 }
 
-/// Whether `prefix` may be listed (`packs/` or the root).
+/// Whether `key` is a record of a state written in parts: `uploads/<32 hex>.upload.json`,
+/// `.done.json` or `.part-<n>.json` (see `qstore::repo::upload`).
+pub fn upload_key_allowed(key: &str) -> bool {
+    let Some((id, name)) = key.strip_prefix("uploads/").and_then(|k| k.split_once('.')) else {
+        return false;
+    };
+    let hex = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let part = name
+        .strip_prefix("part-")
+        .and_then(|n| n.strip_suffix(".json"))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 5 && n.bytes().all(|b| b.is_ascii_digit()));
+    hex && (name == "upload.json" || name == "done.json" || part)
+}
+
+/// Whether `prefix` may be listed (`packs/`, the root, or the uploads).
 pub fn list_prefix_allowed(prefix: &str) -> bool {
-    prefix.is_empty() || prefix == "packs/"
+    prefix.is_empty()
+        || prefix == "packs/"
+        || prefix.strip_prefix("uploads/").is_some_and(|p| {
+            p.len() <= 40
+                && p.bytes().all(|b| {
+                    b.is_ascii_digit()
+                        || (b'a'..=b'f').contains(&b)
+                        || b == b'.'
+                        || b == b'-'
+                        || b == b'p'
+                        || b == b'r'
+                        || b == b't'
+                })
+        })
 }
 
 /// The coordination documents a client may read (and an admin write): the shallow list
@@ -176,6 +206,29 @@ mod tests {
         assert!(!repo_name_allowed("a/b"));
         assert!(repo_name_allowed("default"));
         assert!(!document_allowed("access-tokens.json"));
+        let id = "0123456789abcdef0123456789abcdef";
+        for ok in ["upload.json", "done.json", "part-0.json", "part-65535.json"] {
+            assert!(upload_key_allowed(&format!("uploads/{id}.{ok}")), "{ok}");
+        }
+        for bad in [
+            format!("uploads/{id}.part-.json"),
+            format!("uploads/{id}.part-123456.json"),
+            format!("uploads/{id}.other.json"),
+            format!("uploads/{}.upload.json", &id[1..]),
+            format!("uploads/{}.upload.json", id.to_uppercase()),
+            format!("uploads/../{id}.upload.json"),
+            "uploads/x".into(),
+        ] {
+            assert!(!upload_key_allowed(&bad), "{bad}");
+            assert!(
+                !blob_key_allowed(&bad) || bad.starts_with("packs/"),
+                "{bad}"
+            );
+        }
+        assert!(
+            list_prefix_allowed("uploads/") && list_prefix_allowed(&format!("uploads/{id}.part-"))
+        );
+        assert!(!list_prefix_allowed("uploads/../") && !list_prefix_allowed("refs/"));
     }
 
     proptest! {

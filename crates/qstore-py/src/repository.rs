@@ -299,6 +299,66 @@ impl NativeRepository {
             .py_err()
     }
 
+    /// Declare a state of `dtype`/`shape` written in `parts` parts for `path`; returns the
+    /// upload id.
+    fn begin_upload(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        dtype: &str,
+        shape: Vec<u64>,
+        kind: &str,
+        parts: u32,
+    ) -> PyResult<String> {
+        let info = crate::convert::array_info(dtype, shape)?;
+        let opts = crate::convert::put_options(kind, false, BTreeMap::new(), None)?;
+        py.detach(|| self.repo.begin_upload(path, &info, opts.kind, parts))
+            .py_err()
+    }
+
+    /// Store part `k` of upload `id` from a 1-D uint8 view of the caller's buffer.
+    fn put_part(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        k: u32,
+        data: &Bound<'_, PyArray1<u8>>,
+    ) -> PyResult<()> {
+        let ro = crate::convert::readonly(data, "part buffer")?;
+        let bytes = slice(&ro, "part buffer")?;
+        py.detach(|| self.repo.put_part(id, k, bytes)).py_err()?;
+        Ok(())
+    }
+
+    /// Commit upload `id` on `branch`; returns the commit id.
+    fn complete_upload(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        branch: &str,
+        message: &str,
+        author: &str,
+    ) -> PyResult<String> {
+        let opts = qstore::CommitOptions {
+            message: message.into(),
+            author: author.into(),
+            metadata: Default::default(),
+        };
+        py.detach(|| self.repo.complete_upload(id, branch, opts))
+            .py_err()
+            .map(|c| c.to_hex())
+    }
+
+    /// Give up upload `id`.
+    fn abort_upload(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        py.detach(|| self.repo.abort_upload(id)).py_err()
+    }
+
+    /// Every upload, as JSON.
+    fn uploads(&self, py: Python<'_>) -> PyResult<String> {
+        json(&py.detach(|| self.repo.uploads()).py_err()?)
+    }
+
     /// Collect garbage; report as JSON.
     fn gc(&self, py: Python<'_>, grace_s: f64, dry_run: bool, threshold: f64) -> PyResult<String> {
         if !(grace_s >= 0.0 && grace_s.is_finite()) {
@@ -310,6 +370,7 @@ impl NativeRepository {
             grace: Duration::from_secs_f64(grace_s),
             dry_run,
             repack_threshold: threshold,
+            ..Default::default()
         };
         json(&py.detach(|| self.repo.gc(&opts)).py_err()?)
     }

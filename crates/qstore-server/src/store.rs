@@ -138,7 +138,9 @@ async fn put_blob(
     require(&g, Scope::Write)?;
     check_key(&q.key)?;
     let is_pack = q.key.starts_with("packs/");
-    if !is_pack {
+    // Records of states written in parts are a writer's own (qstore::repo::upload).
+    let is_upload = wire::upload_key_allowed(&q.key);
+    if !is_pack && !is_upload {
         require(&g, Scope::Admin)?;
     }
     let mode = match q.mode.as_deref() {
@@ -153,7 +155,15 @@ async fn put_blob(
     if is_pack {
         return receive_pack(&st, s, q.key, &headers, body).await;
     }
-    let data = crate::read_body(&st, &headers, body, st.limits.max_body).await?;
+    let limit = if is_upload {
+        1 << 20
+    } else {
+        st.limits.max_body
+    };
+    let data = crate::read_body(&st, &headers, body, limit).await?;
+    if is_upload && serde_json::from_slice::<serde_json::Value>(&data).is_err() {
+        return Err(ApiError::bad_request(format!("{} must hold JSON", q.key)));
+    }
     let written =
         blocking(move || Ok(s.repo.storage().put(&q.key, &data, mode)? == PutOutcome::Written))
             .await?;
@@ -227,7 +237,15 @@ async fn delete_blob(
     Extension(g): Gr,
     Query(q): Query<KeyQuery>,
 ) -> ApiResult<StatusCode> {
-    require(&g, Scope::Admin)?;
+    // Admins delete; a write token may remove the records of an upload (abort, clean-up).
+    require(
+        &g,
+        if wire::upload_key_allowed(&q.key) {
+            Scope::Write
+        } else {
+            Scope::Admin
+        },
+    )?;
     check_key(&q.key)?;
     blocking(move || Ok(s.repo.storage().delete(&q.key)?)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -391,7 +409,11 @@ async fn lock(
     let mode = match r.mode.as_str() {
         "shared" => LockMode::Shared,
         "exclusive" => {
-            require(&g, Scope::Admin)?;
+            // The exclusive gc lock is for admins; a write token may complete an upload
+            // (which holds `upload-<id>` exclusively so that it commits once).
+            if !r.name.starts_with("upload-") {
+                require(&g, Scope::Admin)?;
+            }
             LockMode::Exclusive
         }
         m => return Err(ApiError::bad_request(format!("lock mode {m:?}"))),

@@ -829,3 +829,55 @@ fn arbitrary_queries_of_the_web_view_routes_are_answered_cleanly() {
         })
         .unwrap();
 }
+
+#[test]
+fn states_written_in_parts_through_the_server() {
+    let f = fixture();
+    let w = f.client("write");
+    let n = 1u64 << 16;
+    let data = state(16, 9);
+    let info = ArrayInfo {
+        dtype: DType::Complex128,
+        shape: vec![n],
+    };
+    let id = w
+        .begin_upload("parts/psi", &info, qstore::KindRequest::Auto, 3)
+        .unwrap();
+    // Three writers, each its own client.
+    std::thread::scope(|s| {
+        for k in 0..3u32 {
+            let (f, id, data) = (&f, id.clone(), &data);
+            s.spawn(move || {
+                let c = f.client("write");
+                let (a, b) = qstore::repo::upload::block_range(n, 3, k);
+                c.put_part(&id, k, &data[(a * 16) as usize..(b * 16) as usize])
+                    .unwrap();
+            });
+        }
+    });
+    let commit = w
+        .complete_upload(&id, "main", CommitOptions::default())
+        .unwrap();
+    assert_eq!(
+        w.complete_upload(&id, "main", CommitOptions::default())
+            .unwrap(),
+        commit
+    );
+    let r = f.client("read");
+    assert_eq!(
+        r.reader("main", "parts/psi").unwrap().read_all().unwrap(),
+        data
+    );
+    // A read token stores no part; a write token aborts its own upload.
+    let id2 = w
+        .begin_upload("parts/phi", &info, qstore::KindRequest::Auto, 2)
+        .unwrap();
+    let e = r
+        .put_part(&id2, 0, &data[..(n / 2 * 16) as usize])
+        .unwrap_err();
+    assert_eq!(e.category(), qstore::ErrorCategory::Unauthorised, "{e}");
+    w.put_part(&id2, 0, &data[..(n / 2 * 16) as usize]).unwrap();
+    w.abort_upload(&id2).unwrap();
+    assert!(w.uploads().unwrap().iter().all(|u| u.spec.id != id2));
+    f.assert_healthy();
+}

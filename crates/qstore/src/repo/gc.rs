@@ -27,6 +27,8 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Rewrite a pack when more than this fraction of its bytes is dead.
     pub repack_threshold: f64,
+    /// Uploads not completed for this long are abandoned: their parts are reclaimed.
+    pub upload_ttl: Duration,
 }
 
 impl Default for GcOptions {
@@ -35,6 +37,7 @@ impl Default for GcOptions {
             grace: Duration::from_secs(3600),
             dry_run: false,
             repack_threshold: 0.3,
+            upload_ttl: super::upload::UPLOAD_TTL,
         }
     }
 }
@@ -57,10 +60,17 @@ pub struct GcReport {
     pub packs_merged: u64,
     /// Packs left.
     pub packs_after: u64,
+    /// Keys of finished or abandoned uploads removed.
+    pub upload_keys_removed: u64,
 }
 
-/// Objects reachable from every ref, honouring expired history.
+/// Objects reachable from every ref, honouring expired history, and the parts of open uploads.
+#[cfg(test)]
 pub(crate) fn mark(repo: &Repository) -> Result<HashSet<ObjectId>> {
+    mark_with(repo, super::upload::UPLOAD_TTL)
+}
+
+fn mark_with(repo: &Repository, upload_ttl: Duration) -> Result<HashSet<ObjectId>> {
     let _ahead = repo.prefetch_metadata();
     let shallow = repo.shallow()?;
     let mut live = HashSet::new();
@@ -77,6 +87,9 @@ pub(crate) fn mark(repo: &Repository) -> Result<HashSet<ObjectId>> {
         mark_tree(repo, &commit.tree, &mut live, &mut nodes)?;
     }
     live.extend(nodes);
+    for m in super::upload::live_manifests(repo, upload_ttl)?.0 {
+        mark_manifest(repo, &m, &mut live)?;
+    }
     Ok(live)
 }
 
@@ -128,7 +141,7 @@ impl Repository {
             dry_run: opts.dry_run,
             ..Default::default()
         };
-        let live = mark(self)?;
+        let live = mark_with(self, opts.upload_ttl)?;
         report.live_objects = live.len() as u64;
         let now = SystemTime::now();
         let young = |m: Option<SystemTime>| {
@@ -188,6 +201,13 @@ impl Repository {
         }
         if !opts.dry_run {
             report.tmp_files_removed = self.remove_old_tmp(opts.grace)?;
+            // The keys of uploads that are over (completed, abandoned).
+            for id in super::upload::live_manifests(self, opts.upload_ttl)?.1 {
+                for k in self.storage().list_keys(&super::upload::keys_of(&id))? {
+                    self.storage().delete(&k)?;
+                    report.upload_keys_removed += 1;
+                }
+            }
             report.scratch_reclaimed = reap_expired_scratch(self)?;
             if changed {
                 self.reload_index()?;

@@ -24,6 +24,7 @@ pub mod transaction;
 pub mod transfer;
 pub mod tree;
 pub mod upgrade;
+pub mod upload;
 pub mod writer;
 
 pub use checkpoint::PendingCommit;

@@ -86,6 +86,23 @@ impl Transaction {
         self.stats
     }
 
+    /// The transaction's object writer (for states assembled outside `put`, see
+    /// [`super::upload`]).
+    pub(crate) fn writer(&mut self) -> &mut ObjectWriter {
+        &mut self.writer
+    }
+
+    /// Record a state whose chunks and manifest the caller wrote through [`Self::writer`].
+    pub(crate) fn record_prepared(
+        &mut self,
+        path: &str,
+        entry: StateEntry,
+        stats: PutStats,
+    ) -> Result<StateEntry> {
+        let p = StatePath::new(path)?;
+        Ok(self.record(p, entry, stats))
+    }
+
     fn record(&mut self, path: StatePath, entry: StateEntry, stats: PutStats) -> StateEntry {
         self.stats.add(&stats);
         self.changes.insert(path, Some(entry.clone()));
