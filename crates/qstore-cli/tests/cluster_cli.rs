@@ -673,3 +673,69 @@ fn a_run_drains_its_checkpoints_to_the_cluster_and_catches_up_after_a_kill() {
         lr.reader("job", "final").unwrap().read_all().unwrap()
     );
 }
+
+#[test]
+fn a_state_written_in_parts_on_the_cluster() {
+    let Some(c) = cluster() else { return };
+    qstore_cluster::register();
+    let p = unique("parts");
+    let addr = qstore_cluster::with_refs(&c.s3_address(&p), Some(&c.refs(&p)));
+    let repo = Repository::open_or_init(&addr).unwrap();
+    let n = 1u64 << 17;
+    let data = noise_amps(n as usize, 5);
+    let info = qstore::ArrayInfo {
+        dtype: qstore::DType::Complex128,
+        shape: vec![n],
+    };
+    let id = repo
+        .begin_upload("parts/psi", &info, qstore::KindRequest::Auto, 3)
+        .unwrap();
+    std::thread::scope(|s| {
+        for k in 0..3u32 {
+            let (addr, id, data) = (addr.clone(), id.clone(), &data);
+            s.spawn(move || {
+                let r = Repository::open(&addr).unwrap();
+                let (a, b) = qstore::repo::upload::block_range(n, 3, k);
+                r.put_part(&id, k, &data[(a * 16) as usize..(b * 16) as usize])
+                    .unwrap();
+            });
+        }
+    });
+    assert_eq!(repo.uploads().unwrap()[0].parts_stored, vec![0, 1, 2]);
+    let c1 = repo
+        .complete_upload(&id, "main", qstore::CommitOptions::default())
+        .unwrap();
+    let c2 = repo
+        .complete_upload(&id, "main", qstore::CommitOptions::default())
+        .unwrap();
+    assert_eq!(c1, c2);
+    let fresh = Repository::open(&addr).unwrap();
+    assert_eq!(
+        fresh
+            .reader("main", "parts/psi")
+            .unwrap()
+            .read_all()
+            .unwrap(),
+        data
+    );
+    // An aborted upload's parts go with gc.
+    let id = repo
+        .begin_upload("parts/phi", &info, qstore::KindRequest::Auto, 2)
+        .unwrap();
+    let (a, b) = qstore::repo::upload::block_range(n, 2, 0);
+    repo.put_part(
+        &id,
+        0,
+        &noise_amps(n as usize, 6)[(a * 16) as usize..(b * 16) as usize],
+    )
+    .unwrap();
+    repo.abort_upload(&id).unwrap();
+    let g = repo
+        .gc(&qstore::GcOptions {
+            grace: Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(g.packs_deleted >= 1, "{g:?}");
+    assert!(repo.fsck(true).unwrap().healthy());
+}

@@ -203,7 +203,7 @@ impl Repository {
             report.tmp_files_removed = self.remove_old_tmp(opts.grace)?;
             // The keys of uploads that are over (completed, abandoned).
             for id in super::upload::live_manifests(self, opts.upload_ttl)?.1 {
-                for k in self.storage().list_keys(&super::upload::keys_of(&id))? {
+                for k in super::upload::keys_starting(self, &super::upload::keys_of(&id))? {
                     self.storage().delete(&k)?;
                     report.upload_keys_removed += 1;
                 }

@@ -129,6 +129,17 @@ pub(crate) fn keys_of(id: &str) -> String {
     format!("{UPLOADS_PREFIX}{id}.")
 }
 
+/// The keys under `uploads/` starting with `prefix`: the whole directory is listed and
+/// filtered here, since object stores list by directory, not by any string prefix.
+pub(crate) fn keys_starting(repo: &Repository, prefix: &str) -> Result<Vec<String>> {
+    Ok(repo
+        .storage()
+        .list_keys(UPLOADS_PREFIX)?
+        .into_iter()
+        .filter(|k| k.starts_with(prefix))
+        .collect())
+}
+
 fn check_id(id: &str) -> Result<()> {
     if id.len() == 32
         && id
@@ -455,7 +466,7 @@ impl Repository {
     pub fn abort_upload(&self, id: &str) -> Result<()> {
         self.check_writable()?;
         check_id(id)?;
-        let keys = self.storage().list_keys(&keys_of(id))?;
+        let keys = keys_starting(self, &keys_of(id))?;
         if keys.is_empty() {
             return Err(Error::InvalidArgument(format!("no upload {id} here")));
         }
@@ -484,7 +495,7 @@ impl Repository {
             }
             let spec = self.upload_spec(id)?;
             let mut parts_stored = Vec::new();
-            for p in self.storage().list_keys(&format!("{}part-", keys_of(id)))? {
+            for p in keys_starting(self, &format!("{}part-", keys_of(id)))? {
                 if let Some(n) = p
                     .strip_prefix(&keys_of(id))
                     .and_then(|f| f.strip_prefix("part-"))
@@ -547,10 +558,7 @@ pub(crate) fn live_manifests(
             over.push(id);
             continue;
         }
-        for p in repo
-            .storage()
-            .list_keys(&format!("{}part-", keys_of(&id)))?
-        {
+        for p in keys_starting(repo, &format!("{}part-", keys_of(&id)))? {
             if let Ok(Some(rec)) = repo.read_json::<PartRecord>(&p) {
                 live.extend(rec.full.map(|f| f.1));
                 live.extend(rec.pieces.iter().map(|p| p.2));
