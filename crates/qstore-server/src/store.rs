@@ -135,13 +135,23 @@ async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<axum::Json<wire::PutAnswer>> {
-    require(&g, Scope::Write)?;
-    check_key(&q.key)?;
-    let is_pack = q.key.starts_with("packs/");
     // Records of states written in parts are a writer's own (qstore::repo::upload).
+    let is_pack = q.key.starts_with("packs/");
     let is_upload = wire::upload_key_allowed(&q.key);
-    if !is_pack && !is_upload {
-        require(&g, Scope::Admin)?;
+    let allowed = require(&g, Scope::Write)
+        .and_then(|_| check_key(&q.key))
+        .and_then(|_| {
+            if !is_pack && !is_upload {
+                require(&g, Scope::Admin)
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = allowed {
+        // Read (and drop) what the client is still sending, so that it gets this answer
+        // instead of a connection closed under its upload.
+        let _ = crate::read_body(&st, &headers, body, 0).await;
+        return Err(e);
     }
     let mode = match q.mode.as_deref() {
         None | Some("create") => PutMode::Create,
