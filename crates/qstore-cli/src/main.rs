@@ -692,6 +692,17 @@ struct CommitArgs {
     meta: Vec<(String, String)>,
 }
 
+impl From<KindArg> for KindRequest {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Auto => KindRequest::Auto,
+            KindArg::Statevector => KindRequest::StateVector,
+            KindArg::DensityMatrix => KindRequest::DensityMatrix,
+            KindArg::Array => KindRequest::Array,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum KindArg {
     Auto,
@@ -1048,12 +1059,7 @@ fn run(cli: Cli) -> Result<()> {
             let repo = open(&cli.repo)?;
             let (info, data) = qstore::zarr::read_array(&dir)?;
             let opts = PutOptions {
-                kind: match kind {
-                    KindArg::Auto => KindRequest::Auto,
-                    KindArg::Statevector => KindRequest::StateVector,
-                    KindArg::DensityMatrix => KindRequest::DensityMatrix,
-                    KindArg::Array => KindRequest::Array,
-                },
+                kind: KindRequest::from(kind),
                 ..Default::default()
             };
             let mut tx = repo.transaction(&commit.branch)?;
@@ -1857,12 +1863,7 @@ fn refs_command(
 }
 
 fn put(repo: &Repository, args: PutArgs, out: &Out) -> Result<()> {
-    let kind = match args.kind {
-        KindArg::Auto => KindRequest::Auto,
-        KindArg::Statevector => KindRequest::StateVector,
-        KindArg::DensityMatrix => KindRequest::DensityMatrix,
-        KindArg::Array => KindRequest::Array,
-    };
+    let kind = KindRequest::from(args.kind);
     let mut opts = PutOptions {
         kind,
         encoding: if args.dense {
@@ -2112,12 +2113,7 @@ fn upload(repo: &Repository, cmd: UploadCmd, out: &Out) -> Result<()> {
                 .map(|x| x.trim().parse::<u64>())
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|_| UsageError(format!("malformed shape {shape:?} (N or N,M)")))?;
-            let kind = match kind {
-                KindArg::Auto => KindRequest::Auto,
-                KindArg::Statevector => KindRequest::StateVector,
-                KindArg::DensityMatrix => KindRequest::DensityMatrix,
-                KindArg::Array => KindRequest::Array,
-            };
+            let kind = KindRequest::from(kind);
             let id = repo.begin_upload(&path, &ArrayInfo { dtype, shape }, kind, parts)?;
             out.emit(json!({"upload": id, "path": path, "parts": parts}), || {
                 format!("upload of {path} in {parts} parts: {id}")

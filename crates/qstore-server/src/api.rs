@@ -431,7 +431,8 @@ pub async fn delete_state(
     Ok(axum::Json(out))
 }
 
-fn bits(i: u64, n: u32) -> String {
+/// The bit string of basis index `i` of `n` qubits, qubit n-1 first.
+pub(crate) fn bits(i: u64, n: u32) -> String {
     if n == 0 || n > 64 {
         return i.to_string();
     }

@@ -6,7 +6,7 @@
 //! computed here, streaming the state; the browser gets at most
 //! [`BROWSER_MAX_AMPLITUDES`] amplitudes and a [`HEATMAP_SIDE`]-square heat map.
 
-use crate::api::RefQuery;
+use crate::api::{RefQuery, bits};
 use crate::error::Query;
 use crate::error::{ApiError, ApiResult};
 use crate::tokens::{Grant, Scope};
@@ -34,14 +34,6 @@ pub const MAX_SERIES_POINTS: usize = 500;
 pub const MAX_GRAPH_PAGE: usize = 500;
 /// Most qubits whose marginals the inspector sends.
 const MAX_MARGINAL_QUBITS: u32 = 64;
-
-/// The bit string of basis index `i` of `n` qubits, qubit n-1 first.
-fn bits(i: u64, n: u32) -> String {
-    if n == 0 || n > 64 {
-        return i.to_string();
-    }
-    format!("{:0width$b}", i, width = n as usize)
-}
 
 /// The inspector: every view of one state that fits its kind and size; a view that does not
 /// apply is left out with the reason under `unavailable`.
