@@ -1441,6 +1441,20 @@ fn run(cli: Cli) -> Result<()> {
                 .into());
             }
             let address = repo_address(&cli.repo)?;
+            // The options of a single run or of --shots (which stores counts, no state).
+            let run_opts = |output: String| qstore_sim::RunOptions {
+                precision,
+                branch: branch.clone(),
+                output,
+                checkpoint_every,
+                resume,
+                seed,
+                method,
+                memory_limit,
+                prune_below,
+                checkpoint_lossy,
+                abort_after,
+            };
             if let Some(n) = shots {
                 if density_matrix || trajectories.is_some() || !noise.is_empty() {
                     return Err(UsageError(
@@ -1456,19 +1470,7 @@ fn run(cli: Cli) -> Result<()> {
                     &circuit,
                     n,
                     &output.unwrap_or_else(|| "shots".into()),
-                    qstore_sim::RunOptions {
-                        precision,
-                        branch,
-                        output: String::new(),
-                        checkpoint_every,
-                        resume,
-                        seed,
-                        method,
-                        memory_limit,
-                        prune_below,
-                        checkpoint_lossy,
-                        abort_after,
-                    },
+                    run_opts(String::new()),
                     &out,
                 );
             }
@@ -1529,19 +1531,7 @@ fn run(cli: Cli) -> Result<()> {
                     run::run(
                         &address,
                         &circuit,
-                        qstore_sim::RunOptions {
-                            precision,
-                            branch,
-                            output: output.unwrap_or_else(|| "final".into()),
-                            checkpoint_every,
-                            resume,
-                            seed,
-                            method,
-                            memory_limit,
-                            prune_below,
-                            checkpoint_lossy,
-                            abort_after,
-                        },
+                        run_opts(output.unwrap_or_else(|| "final".into())),
                         drain_to.as_deref(),
                         &out,
                     )?

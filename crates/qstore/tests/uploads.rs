@@ -14,18 +14,10 @@ use qstore::{ArrayInfo, CommitOptions, DType, KindRequest, PutOptions, Repositor
 use std::time::Duration;
 
 fn state(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f64> = (0..2 * n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        })
-        .collect();
+    let mut v = common::noise_c128(n, seed);
     // Some zero stretches (zero chunks).
-    v[2 * n / 4..2 * n / 4 + 2 * n / 8].fill(0.0);
-    bytemuck::cast_slice(&v).to_vec()
+    v[16 * n / 4..16 * n / 4 + 16 * n / 8].fill(0);
+    v
 }
 
 fn put_in_parts(

@@ -11,15 +11,7 @@ use qstore::{ArrayInfo, DType, PutOptions, zarr};
 use std::path::Path;
 
 fn state(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..2 * n)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5).to_le_bytes()
-        })
-        .collect()
+    common::noise_c128(n, seed)
 }
 
 fn export(repo: &qstore::Repository, path: &str, dir: &Path) -> zarr::ExportReport {

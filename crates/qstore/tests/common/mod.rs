@@ -131,3 +131,17 @@ pub fn noise_at(salt: u64, offset: u64, buf: &mut [u8]) {
         w.copy_from_slice(&z.to_le_bytes()[..w.len()]);
     }
 }
+
+/// `n` complex128 amplitudes (little-endian bytes) with parts uniform in [-0.5, 0.5), from a
+/// xorshift stream of `seed`: incompressible, reproducible, always finite.
+pub fn noise_c128(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..2 * n)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5).to_le_bytes()
+        })
+        .collect()
+}
