@@ -7,7 +7,7 @@
 use num_complex::Complex64 as C;
 use proptest::prelude::*;
 use qstore_sim::qir::{Machine, Step, interp, load, parse, to_program};
-use qstore_sim::{Gate, Op, QuantumState, StateVector};
+use qstore_sim::{Gate, Op, StateVector};
 use std::path::Path;
 
 const TYPED: &str = r#"
@@ -464,5 +464,4 @@ fn qstore_checkpoint_intrinsic_asks_for_a_checkpoint() {
     );
     assert!(matches!(mach.step(&m, 1, &[]).unwrap(), Step::Op(..)));
     assert_eq!(mach.step(&m, 1, &[]).unwrap(), Step::End);
-    let _ = QuantumState::prob_one(&StateVector::<f64>::zero(1), 0);
 }

@@ -284,7 +284,7 @@ impl Machine {
     }
 
     /// Enter block `to` from the current one: its leading `phi`s take their values together.
-    fn enter(&mut self, m: &Module, to: usize, line: usize) -> Result<(), RunError> {
+    fn enter(&mut self, m: &Module, to: usize) -> Result<(), RunError> {
         let from = self.block;
         let block = &m.blocks[to];
         let mut vals = Vec::new();
@@ -305,7 +305,6 @@ impl Machine {
         self.prev = Some(from);
         self.block = to;
         self.pc = k;
-        let _ = line;
         Ok(())
     }
 
@@ -333,10 +332,10 @@ impl Machine {
             }
             self.pc += 1;
             match inst {
-                Inst::Br(to) => self.enter(m, *to, line)?,
+                Inst::Br(to) => self.enter(m, *to)?,
                 Inst::CondBr { cond, then, els } => {
                     let c = self.int(cond, line)? & 1 == 1;
-                    self.enter(m, if c { *then } else { *els }, line)?;
+                    self.enter(m, if c { *then } else { *els })?;
                 }
                 Inst::Ret => {
                     self.done = true;
